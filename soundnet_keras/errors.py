@@ -1,0 +1,45 @@
+"""The package's exception hierarchy.
+
+Every error a user can cause derives from :class:`SoundNetError`, so callers (and the CLIs) can catch one type and
+print a one-line message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SoundNetError(Exception):
+    """Base class of every error raised by soundnet_keras for a user-facing problem."""
+
+
+class ConfigError(SoundNetError, ValueError):
+    """An argument or configuration value is invalid (unknown architecture, layer, option...)."""
+
+
+class InputTooShortError(SoundNetError, ValueError):
+    """A waveform is shorter than the minimum the requested layer needs for one output frame."""
+
+    def __init__(self, message: str, *, layer: str, min_samples: int, received_samples: int) -> None:
+        super().__init__(message)
+        self.layer = layer
+        self.min_samples = min_samples
+        self.received_samples = received_samples
+
+
+class AudioError(SoundNetError, ValueError):
+    """A waveform or an audio file cannot be used (unreadable, empty, NaN/Inf samples, wrong shape...)."""
+
+
+class WeightsError(SoundNetError):
+    """Weights cannot be loaded: missing or unused parameters, wrong shapes, bad or corrupt file."""
+
+
+class ConversionError(WeightsError):
+    """A source weight file (Torch7 ``.t7`` or ``sound8.npy``) does not have the structure we expect."""
+
+
+class PretrainedUnavailableError(WeightsError):
+    """Pretrained weights are neither cached nor obtainable (offline, unknown preset...)."""
+
+
+class IntegrityError(WeightsError):
+    """A downloaded or cached file does not have the expected sha256."""

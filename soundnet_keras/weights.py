@@ -1,0 +1,184 @@
+"""Parameters of a SoundNet: their expected shapes, the ``.weights.h5`` file format, strict loading.
+
+Two layouts exist and are converted in one place each:
+
+* **Torch layout** (what the authors' ``.t7`` files hold, squeezed of the unused width axis): per table layer
+  ``weight`` (out, in, kernel), ``bias``; per BatchNorm ``gamma``, ``beta``, ``running_mean``, ``running_var``.
+* **Keras layout** (what :mod:`keras` layers hold): per Keras layer name (``conv1``, ``conv1_bn``, ``objects``...)
+  the variables ``kernel`` (kernel, in, out), ``bias``, ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``.
+
+Loading is strict (as in timm): a missing, unused or mis-shaped parameter is an error naming it.
+
+File format (HDF5, written atomically): group ``/weights/<keras layer>/<variable>`` holds the arrays; root
+attributes ``format`` (:data:`FORMAT`), ``architecture``, ``source``, ``source_sha256`` and, when known,
+``categories_objects`` / ``categories_scenes`` (JSON lists of names).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .architecture import Conv, layer_table
+from .errors import WeightsError
+
+FORMAT = "soundnet_keras.weights/1"
+
+TorchParams = dict[str, dict[str, np.ndarray]]
+KerasParams = dict[str, dict[str, np.ndarray]]
+
+BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def keras_shapes(arch: str) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Expected Keras-layout parameter shapes of ``arch``, derived from its layer table."""
+    shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+    in_channels = 1
+    trunk_channels = 1
+    for layer in layer_table(arch):
+        if not isinstance(layer, Conv):
+            continue
+        source = trunk_channels if layer.head else in_channels
+        shapes[layer.name] = {"kernel": (layer.kernel, source, layer.filters), "bias": (layer.filters,)}
+        if layer.batchnorm:
+            shapes[f"{layer.name}_bn"] = {var: (layer.filters,) for var in BN_VARIABLES}
+        if not layer.head:
+            in_channels = trunk_channels = layer.filters
+    return shapes
+
+
+def torch_to_keras(arch: str, torch_params: Mapping[str, Mapping[str, np.ndarray]]) -> KerasParams:
+    """Map Torch-layout parameters (per table layer) to Keras layout, strictly (see module docstring)."""
+    keras_params: KerasParams = {}
+    expected = {"weight", "bias"}
+    for layer in layer_table(arch):
+        if not isinstance(layer, Conv):
+            continue
+        if layer.name not in torch_params:
+            raise WeightsError(f"{arch}: no parameters for layer {layer.name!r}")
+        params = dict(torch_params[layer.name])
+        wanted = expected | ({"gamma", "beta", "running_mean", "running_var"} if layer.batchnorm else set())
+        missing, unused = wanted - params.keys(), params.keys() - wanted
+        if missing or unused:
+            raise WeightsError(
+                f"{arch} layer {layer.name!r}: missing parameters {sorted(missing)}, unused parameters {sorted(unused)}"
+            )
+        weight = np.asarray(params["weight"])
+        if weight.ndim != 3:
+            raise WeightsError(f"{arch} layer {layer.name!r}: weight must be (out, in, kernel), got {weight.shape}")
+        keras_params[layer.name] = {"kernel": weight.transpose(2, 1, 0), "bias": np.asarray(params["bias"])}
+        if layer.batchnorm:
+            keras_params[f"{layer.name}_bn"] = {
+                "gamma": np.asarray(params["gamma"]),
+                "beta": np.asarray(params["beta"]),
+                "moving_mean": np.asarray(params["running_mean"]),
+                "moving_variance": np.asarray(params["running_var"]),
+            }
+    unused_layers = set(torch_params) - {layer.name for layer in layer_table(arch)}
+    if unused_layers:
+        raise WeightsError(f"{arch}: parameters for unknown layers {sorted(unused_layers)}")
+    check_shapes(arch, keras_params)
+    return {name: {k: v.astype(np.float32) for k, v in vars_.items()} for name, vars_ in keras_params.items()}
+
+
+def check_shapes(arch: str, keras_params: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Raise :class:`WeightsError` listing every missing, unused or mis-shaped parameter."""
+    expected = keras_shapes(arch)
+    problems = []
+    for layer, variables in expected.items():
+        got = keras_params.get(layer)
+        if got is None:
+            problems.append(f"missing layer {layer!r}")
+            continue
+        for var, shape in variables.items():
+            if var not in got:
+                problems.append(f"missing {layer}/{var}")
+            elif tuple(np.shape(got[var])) != shape:
+                problems.append(f"{layer}/{var} has shape {tuple(np.shape(got[var]))}, expected {shape}")
+        problems += [f"unused {layer}/{var}" for var in sorted(set(got) - set(variables))]
+    problems += [f"unused layer {layer!r}" for layer in sorted(set(keras_params) - set(expected))]
+    for layer, variables in keras_params.items():
+        for var, value in variables.items():
+            if not np.all(np.isfinite(value)):
+                problems.append(f"{layer}/{var} has NaN or Inf values")
+    if problems:
+        raise WeightsError(f"weights do not fit {arch}: " + "; ".join(problems))
+
+
+@dataclass
+class WeightsFile:
+    """The content of a ``.weights.h5`` file."""
+
+    architecture: str
+    params: KerasParams
+    source: str = ""
+    source_sha256: str = ""
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+
+def save_weights(path: str | os.PathLike, weights: WeightsFile) -> Path:
+    """Write ``weights`` to ``path`` atomically: a reader sees the old file or the complete new one, never half."""
+    import h5py
+
+    check_shapes(weights.architecture, weights.params)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["architecture"] = weights.architecture
+            f.attrs["source"] = weights.source
+            f.attrs["source_sha256"] = weights.source_sha256
+            for head, names in weights.categories.items():
+                f.attrs[f"categories_{head}"] = json.dumps(list(names))
+            group = f.create_group("weights")
+            for layer, variables in weights.params.items():
+                sub = group.create_group(layer)
+                for var, value in variables.items():
+                    sub.create_dataset(var, data=np.asarray(value, dtype=np.float32))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_weights(path: str | os.PathLike) -> WeightsFile:
+    """Read a ``.weights.h5`` file written by :func:`save_weights`, checking format and shapes strictly."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {str(path)!r} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+            if fmt != FORMAT:
+                raise WeightsError(
+                    f"{str(path)!r} is not a soundnet_keras weights file: format attribute is {fmt!r}, expected "
+                    f"{FORMAT!r} (convert Torch7 files with convert/t7_to_h5.py)"
+                )
+            arch = str(f.attrs["architecture"])
+            params = {
+                layer: {var: np.asarray(ds[()]) for var, ds in group.items()} for layer, group in f["weights"].items()
+            }
+            categories = {
+                key.removeprefix("categories_"): json.loads(f.attrs[key])
+                for key in f.attrs
+                if key.startswith("categories_")
+            }
+            weights = WeightsFile(
+                arch, params, str(f.attrs.get("source", "")), str(f.attrs.get("source_sha256", "")), categories
+            )
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file {str(path)!r}: {exc}") from None
+    check_shapes(weights.architecture, weights.params)
+    return weights
