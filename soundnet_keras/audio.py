@@ -7,6 +7,8 @@ Every entry point of the package (API, CLI, classifier) passes waveforms through
 from __future__ import annotations
 
 import numbers
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -75,3 +77,33 @@ def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_R
         return soxr.resample(waveform, sample_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
     resampled = soxr.resample(np.ascontiguousarray(waveform.T), sample_rate, target_rate, quality="HQ")
     return np.ascontiguousarray(resampled.T, dtype=np.float32)
+
+
+def load_audio(
+    path: str | os.PathLike, *, target_rate: int | None = SAMPLE_RATE, channels: str = "mix"
+) -> tuple[np.ndarray, int]:
+    """Decode an audio file to mono float32 in [-1, 1] and resample it to ``target_rate`` (None keeps the file's).
+
+    ``channels="mix"`` averages all channels (default); ``"first"`` takes the first channel, as the original
+    scripts did. Returns ``(waveform, sample_rate)``.
+    """
+    import soundfile
+
+    path = Path(path)
+    if channels not in ("mix", "first"):
+        raise AudioError(f"channels must be 'mix' or 'first', got {channels!r}")
+    if not path.exists():
+        raise AudioError(f"{str(path)!r}: no such file")
+    if not path.is_file():
+        raise AudioError(f"{str(path)!r}: not a file")
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{str(path)!r}: cannot decode as audio ({exc})") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{str(path)!r}: the file has no samples")
+    mono = data.mean(axis=1) if channels == "mix" else data[:, 0]
+    waveform = as_waveform(mono, name=repr(str(path)), allow_batch=False)
+    if target_rate is not None:
+        waveform, rate = resample(waveform, rate, target_rate), target_rate
+    return waveform, int(rate)
