@@ -211,6 +211,8 @@ def geometry(arch: str, name: str) -> Geometry:
 
 def output_length(arch: str, name: str, num_samples: int) -> int:
     """Number of frames the named output has for an input of ``num_samples`` samples (0 if too short)."""
+    if num_samples < 1:
+        return 0
     length = num_samples
     for layer in path_to(arch, name):
         length = conv_output_length(length, layer.kernel, layer.stride, layer.pad)

@@ -37,7 +37,8 @@ def stage_layer(arch: str, name: str) -> str:
     for layer in layer_table(arch):
         if layer.name == name:
             return f"{name}_relu" if isinstance(layer, Conv) and layer.relu else name
-    raise ConfigError(f"unknown layer {name!r} for architecture {arch!r}: expected one of {', '.join(output_names(arch))}")
+    names = ", ".join(output_names(arch))
+    raise ConfigError(f"unknown layer {name!r} for architecture {arch!r}: expected one of {names}")
 
 
 def _conv_block(x: keras.KerasTensor, layer: Conv, fold_batchnorm: bool) -> keras.KerasTensor:

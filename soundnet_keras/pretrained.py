@@ -144,7 +144,7 @@ def _from_authors_zip(preset: Preset, work: Path, log: Log) -> tuple[dict, Path]
         raise IntegrityError(f"{url} is not a valid zip file: {exc}") from None
     from .torch7 import read_t7
 
-    arch, torch_params, _info = read_t7(target, preset.architecture)
+    _arch, torch_params, _info = read_t7(target, preset.architecture)
     return torch_params, target
 
 

