@@ -15,9 +15,19 @@ from .errors import (
     SoundNetError,
     WeightsError,
 )
-from .model import Features, Prediction, SoundNet
 
 __version__ = "0.1.0"
+
+_LAZY = {"SoundNet": "model", "Features": "model", "Prediction": "model"}
+
+
+def __getattr__(name: str):
+    """Import the Keras/TensorFlow parts on first use, so that CLIs and error paths start fast."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "SAMPLE_RATE",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +140,32 @@ def test_sound8_layout_is_remapped(tmp_path):
     assert torch_params["scenes"]["weight"].shape == (401, 1024, 8)
     assert "running_var" in torch_params["conv7"] and "running_var" not in torch_params["objects"]
 
+
+
+@pytest.mark.slow
+def test_npy_to_h5_cli_converts_a_sound8_layout_file(tmp_path, capsys):
+    import importlib.util
+
+    from numpy_soundnet import random_torch_params
+
+    torch_params = random_torch_params("soundnet8", np.random.default_rng(8))
+    layers = {}
+    for key, name in SOUND8_KEYS.items():
+        p = torch_params[name]
+        entry = {"weights": p["weight"].transpose(2, 1, 0)[:, None].astype(np.float32), "biases": p["bias"]}
+        if "gamma" in p:
+            entry.update(gamma=p["gamma"], beta=p["beta"], mean=p["running_mean"], var=p["running_var"])
+        layers[key] = entry
+    npy = tmp_path / "sound8.npy"
+    npy.write_bytes(_pickled_npy(layers))
+    spec = importlib.util.spec_from_file_location("npy_to_h5", Path(__file__).parents[1] / "convert" / "npy_to_h5.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(npy), str(tmp_path / "out.weights.h5")]) == 2
+    assert "expected 7bef6917" in capsys.readouterr().err
+    assert module.main([str(npy), str(tmp_path / "out.weights.h5"), "--any-hash"]) == 0
+    out = capsys.readouterr().out
+    assert "scenes" in out and "largest relative difference" in out
+    weights = load_weights(tmp_path / "out.weights.h5")
+    np.testing.assert_allclose(weights.params["conv3"]["kernel"], torch_params["conv3"]["weight"].transpose(2, 1, 0),
+                               rtol=1e-6)  # fmt: skip

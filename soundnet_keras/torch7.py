@@ -1,0 +1,637 @@
+"""Read the authors' original Torch7 models (``soundnet8_final.t7``, ``soundnet5_final.t7``) into Torch layout.
+
+The files are binary Torch7 serialisations (saved on Linux x86_64: little-endian, 4-byte ints, 8-byte longs) of an
+``nn.Sequential`` built by the authors' ``main_train.lua`` / ``main_train_small.lua``::
+
+    SpatialConvolution(in, out, 1,k, 1,s, 0,p)   -- kW=1, kH=k: time runs along the height axis
+    SpatialBatchNormalization(out)
+    ReLU(true)
+    SpatialMaxPooling(1,8, 1,8)                  -- where the table has a pool
+    ...
+    ConcatTable(SpatialConvolution -> 1000 objects, SpatialConvolution -> 401 scenes)
+    ParallelTable(SplitTable, SplitTable), FlattenTable,
+    ParallelTable(Sequential(Contiguous, LogSoftMax, Squeeze), ...)   -- per-frame log-probabilities
+
+Modules may carry ``nn.`` or ``cudnn.`` class names and tensors may be ``torch.CudaTensor``, ``FloatTensor`` or
+``DoubleTensor`` (the models were trained on GPUs). :func:`read_t7` walks the modules in order and matches them to
+the layer table of :mod:`soundnet_keras.architecture`: every kernel, stride, padding and channel count is read from
+the file and checked against the table, every table layer must be filled and every parameter used. Any
+disagreement is a :class:`~soundnet_keras.errors.ConversionError` naming the module (``module 5`` is ``net:get(5)``
+in Lua; ``module 25.2`` is ``net:get(25):get(2)``).
+
+Generic Lua values (numbers, strings, tables, class instances) are decoded by :mod:`torchfile`; tensors and
+storages are decoded here, with explicit little-endian sizes and bounds checks, so that a corrupt or truncated file
+gives a clear error instead of reading past its data (and so that the tensor types are known).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torchfile
+
+from .architecture import BATCHNORM_EPSILON, Conv, Layer, Pool, architectures, heads, layer_table, trunk
+from .errors import ConversionError
+
+TorchParams = dict[str, dict[str, np.ndarray]]
+
+NAMESPACES = ("nn", "cudnn")
+"""Module class namespaces accepted (the models were trained with cudnn and may be saved either way)."""
+
+CONVOLUTIONS = frozenset({"SpatialConvolution", "SpatialConvolutionMM"})
+BATCHNORMS = frozenset({"SpatialBatchNormalization"})
+POOLINGS = frozenset({"SpatialMaxPooling"})
+CONTAINERS = frozenset({"Sequential", "ConcatTable"})
+IGNORED = frozenset(
+    {"ReLU", "Contiguous", "LogSoftMax", "Squeeze", "SplitTable", "FlattenTable", "ParallelTable", "Dropout"}
+)
+"""Module classes knowingly skipped: no parameters, and no effect on the logits in evaluation mode (``ReLU`` is
+checked against the table's activation flags; ``ParallelTable`` and nested ``Sequential`` are searched for
+parameters, which would be an error)."""
+
+BN_EPS_TOLERANCE = 1e-9
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Binary decoding
+
+
+class _FormatError(Exception):
+    """Raised while decoding; turned into a ConversionError naming the file."""
+
+
+_ELEMENTS = {
+    "Byte": np.dtype("u1"),
+    "Char": np.dtype("i1"),
+    "Short": np.dtype("<i2"),
+    "Int": np.dtype("<i4"),
+    "Long": np.dtype("<i8"),
+    "Float": np.dtype("<f4"),
+    "Double": np.dtype("<f8"),
+    "Half": np.dtype("<f2"),
+}
+
+
+def _numeric_classes() -> tuple[dict[bytes, np.dtype], dict[bytes, np.dtype]]:
+    tensors, storages = {}, {}
+    for element, dtype in _ELEMENTS.items():
+        for prefix in ("torch.", "torch.Cuda"):
+            cuda_name = "" if prefix == "torch.Cuda" and element == "Float" else element  # torch.CudaTensor
+            tensors[f"{prefix}{cuda_name}Tensor".encode()] = dtype
+            storages[f"{prefix}{cuda_name}Storage".encode()] = dtype
+    return tensors, storages
+
+
+_TENSOR_CLASSES, _STORAGE_CLASSES = _numeric_classes()
+_MAX_NDIM = 64
+
+
+class _Reader(torchfile.T7Reader):
+    """torchfile's reader with fixed little-endian x86_64 sizes and checked tensor/storage decoding.
+
+    torchfile 0.1.0 reads longs with the platform's C ``long`` (4 bytes on Windows) and its ``force_8bytes_long``
+    option fails under Python 3 (it uses ``xrange``), so sizes are fixed here. Tensors are decoded here because
+    torchfile builds them with ``as_strided`` without checking that sizes and strides stay inside the storage.
+    """
+
+    def __init__(self, handle: BinaryIO, file_size: int) -> None:
+        super().__init__(handle, use_list_heuristic=True, use_int_heuristic=True, utf8_decode_strings=False)
+        self.file_size = file_size
+        self.tensor_types: Counter[str] = Counter()
+        self.storage_types: Counter[str] = Counter()
+        self.trailing_bytes = 0
+
+    def _exact(self, count: int) -> bytes:
+        data = self.f.read(count)
+        if len(data) != count:
+            raise _FormatError(f"file ends at byte {self.f.tell()} in the middle of a value ({count} bytes wanted)")
+        return data
+
+    def _read(self, fmt: str) -> tuple:
+        fmt = "<" + fmt.lstrip("<>=!@").replace("l", "q")
+        return struct.unpack(fmt, self._exact(struct.calcsize(fmt)))
+
+    def read_int(self) -> int:
+        return self._read("i")[0]
+
+    def read_long(self) -> int:
+        return self._read("q")[0]
+
+    def read_long_array(self, n: int) -> list[int]:
+        return list(struct.unpack(f"<{n}q", self._exact(8 * n)))
+
+    def read_double(self) -> float:
+        return self._read("d")[0]
+
+    def read_float(self) -> float:
+        return self._read("f")[0]
+
+    def read_string(self, disable_utf8: bool = False) -> bytes | str:
+        size = self.read_int()
+        if size < 0 or size > self.file_size:
+            raise _FormatError(f"string of invalid length {size} at byte {self.f.tell() - 4}")
+        data = self._exact(size)
+        return data if disable_utf8 or not self.utf8_decode_strings else data.decode("utf8")
+
+    def read_obj(self) -> Any:
+        start = self.f.tell()
+        if self.read_int() == torchfile.TYPE_TORCH:
+            index = self.read_int()
+            if index not in self.objects:
+                version = self.read_string(disable_utf8=True)
+                class_name = self.read_string(disable_utf8=True) if version.startswith(b"V ") else version
+                if class_name in _TENSOR_CLASSES or class_name in _STORAGE_CLASSES:
+                    self.objects[index] = None
+                    if class_name in _TENSOR_CLASSES:
+                        value = self._read_tensor(class_name)
+                    else:
+                        value = self._read_storage(class_name)
+                    self.objects[index] = value
+                    return value
+        self.f.seek(start)
+        return super().read_obj()
+
+    def _read_storage(self, class_name: bytes) -> np.ndarray:
+        dtype = _STORAGE_CLASSES[class_name]
+        size = self.read_long()
+        if size < 0 or size * dtype.itemsize > self.file_size:
+            raise _FormatError(
+                f"{class_name.decode()} of {size} elements at byte {self.f.tell() - 8} does not fit in the file of "
+                f"{self.file_size} bytes (truncated?)"
+            )
+        self.storage_types[class_name.decode()] += 1
+        return np.frombuffer(self._exact(size * dtype.itemsize), dtype=dtype)
+
+    def _read_tensor(self, class_name: bytes) -> np.ndarray:
+        name = class_name.decode()
+        dtype = _TENSOR_CLASSES[class_name]
+        ndim = self.read_int()
+        if not 0 <= ndim <= _MAX_NDIM:
+            raise _FormatError(f"{name} with invalid number of dimensions {ndim}")
+        sizes = self.read_long_array(ndim)
+        strides = self.read_long_array(ndim)
+        offset = self.read_long() - 1
+        storage = self.read_obj()
+        self.tensor_types[name] += 1
+        if storage is None or ndim == 0:
+            return np.empty((0,), dtype=dtype)
+        if not isinstance(storage, np.ndarray) or storage.ndim != 1 or storage.dtype != dtype:
+            got = storage.dtype if isinstance(storage, np.ndarray) else type(storage).__name__
+            raise _FormatError(f"{name} has a storage of element type {got}, expected {dtype}")
+        if min(sizes) < 0 or min(strides) < 0 or offset < 0:
+            raise _FormatError(f"{name} with invalid sizes {sizes}, strides {strides} or offset {offset + 1}")
+        if min(sizes) == 0:
+            return np.empty(sizes, dtype=dtype)
+        last = offset + sum((size - 1) * stride for size, stride in zip(sizes, strides, strict=True))
+        if last >= storage.size:
+            raise _FormatError(
+                f"{name} of sizes {sizes}, strides {strides}, offset {offset + 1} reaches element {last + 1} of a "
+                f"storage of {storage.size} elements"
+            )
+        view = np.lib.stride_tricks.as_strided(
+            storage[offset:], shape=sizes, strides=[stride * dtype.itemsize for stride in strides], writeable=False
+        )
+        return np.array(view, dtype=dtype.newbyteorder("="))
+
+
+def _load(path: Path) -> tuple[Any, _Reader]:
+    if not path.exists():
+        raise ConversionError(f"Torch7 file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ConversionError(f"{str(path)!r} is not a file (expected a Torch7 .t7 model)")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+            if head[:1].isdigit() and head[1:2] in (b"\n", b"\r"):
+                raise ConversionError(
+                    f"{str(path)!r} looks like a Torch7 ascii file; only the binary format is supported "
+                    f"(re-save it in Lua with torch.save(path, model, 'binary'))"
+                )
+            handle.seek(0)
+            reader = _Reader(handle, size)
+            value = reader.read_obj()
+            trailing = size - handle.tell()
+            reader.trailing_bytes = trailing
+    except ConversionError:
+        raise
+    except OSError as exc:
+        raise ConversionError(f"cannot read {str(path)!r}: {exc}") from None
+    except RecursionError:
+        raise ConversionError(f"cannot read {str(path)!r} as a Torch7 binary file: objects nested too deeply") from None
+    except (_FormatError, torchfile.T7ReaderException, struct.error, ValueError, NotImplementedError) as exc:
+        raise ConversionError(f"cannot read {str(path)!r} as a Torch7 binary file: {exc}") from None
+    return value, reader
+
+
+def load_t7(path: str | os.PathLike) -> Any:
+    """Decode any binary Torch7 file: tables as dicts or lists, class instances as ``torchfile.TorchObject``,
+    tensors as NumPy arrays (copies, bounds-checked against their storage), storages as read-only 1-D arrays.
+
+    Raises :class:`~soundnet_keras.errors.ConversionError` for a missing, unreadable, truncated or corrupt file.
+    """
+    return _load(Path(path))[0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Module walk
+
+
+@dataclass
+class _Module:
+    """One module of the file in walk order: its Lua path, class name and fields."""
+
+    path: str
+    class_name: str
+    kind: str
+    context: str  # "trunk", "head" (inside the ConcatTable), "tail" (after it)
+    fields: dict[str, Any]
+    branch: int = 0  # 1-based ConcatTable branch, for head modules
+
+    @property
+    def where(self) -> str:
+        return f"module {self.path} ({self.class_name})"
+
+
+def _fields(obj: torchfile.TorchObject) -> dict[str, Any]:
+    table = obj._obj
+    if isinstance(table, list) and not table:
+        return {}
+    if not isinstance(table, dict):
+        raise ConversionError(f"{obj.torch_typename()!r} holds a {type(table).__name__}, expected a table of fields")
+    return {key.decode("utf8", "replace"): value for key, value in table.items() if isinstance(key, bytes)}
+
+
+def _class_name(obj: Any) -> str:
+    if isinstance(obj, torchfile.TorchObject):
+        return obj.torch_typename().decode("utf8", "replace")
+    if isinstance(obj, np.ndarray):
+        return "tensor"
+    if isinstance(obj, dict):
+        return "Lua table"
+    if isinstance(obj, list):
+        return "Lua list"
+    return "nil" if obj is None else type(obj).__name__
+
+
+def _kind(class_name: str, where: str) -> str:
+    namespace, _, short = class_name.rpartition(".")
+    if namespace not in NAMESPACES:
+        raise ConversionError(
+            f"{where}: unknown module class {class_name!r} (expected nn.* or cudnn.* modules of a SoundNet)"
+        )
+    for kind, names in (
+        ("conv", CONVOLUTIONS),
+        ("bn", BATCHNORMS),
+        ("pool", POOLINGS),
+        ("container", CONTAINERS),
+        ("ignored", IGNORED),
+    ):
+        if short in names:
+            return short if kind == "container" else kind
+    known = sorted(CONVOLUTIONS | BATCHNORMS | POOLINGS | CONTAINERS | IGNORED)
+    raise ConversionError(
+        f"{where}: unknown module class {class_name!r}; a SoundNet holds only {', '.join(known)} (nn.* or cudnn.*)"
+    )
+
+
+def _children(fields: dict[str, Any], where: str) -> list[Any]:
+    modules = fields.get("modules")
+    if modules is None:
+        return []
+    if isinstance(modules, dict) and not modules:
+        return []
+    if not isinstance(modules, list):
+        raise ConversionError(f"{where}: its 'modules' field is a {type(modules).__name__}, expected a list")
+    return modules
+
+
+def _flatten(obj: Any, path: str, context: list[str], out: list[_Module], branch: int = 0) -> None:
+    """Append ``obj`` and its descendants in forward order; containers are listed before their children.
+
+    ``context`` is a one-element list shared by the whole walk: ``"trunk"`` until the ConcatTable of the heads has
+    been walked, ``"tail"`` after it; the ConcatTable's descendants are tagged ``"head"``.
+    """
+    where = f"module {path} ({_class_name(obj)})"
+    if not isinstance(obj, torchfile.TorchObject):
+        raise ConversionError(f"{where}: expected a Torch module object, found a {_class_name(obj)}")
+    class_name = _class_name(obj)
+    kind = _kind(class_name, where)
+    fields = _fields(obj)
+    tag = "head" if branch else context[0]
+    out.append(_Module(path, class_name, kind, tag, fields, branch))
+    children = _children(fields, where) if kind in ("Sequential", "ConcatTable", "ignored") else []
+    if kind == "ConcatTable" and not branch:
+        if context[0] != "trunk":
+            raise ConversionError(f"{where}: a second ConcatTable; a SoundNet has one, holding the two heads")
+        for i, child in enumerate(children, 1):
+            _flatten(child, f"{path}.{i}", context, out, branch=i)
+        context[0] = "tail"
+    else:
+        for i, child in enumerate(children, 1):
+            _flatten(child, f"{path}.{i}", context, out, branch)
+
+
+def _walk(model: Any) -> list[_Module]:
+    """Flatten the model's module tree in forward order (the top-level nn.Sequential itself excluded)."""
+    if not isinstance(model, torchfile.TorchObject) or _class_name(model).rpartition(".")[2] != "Sequential":
+        raise ConversionError(
+            f"the file holds a {_class_name(model)}, expected the SoundNet model itself (an nn.Sequential)"
+        )
+    modules: list[_Module] = []
+    context = ["trunk"]
+    for i, child in enumerate(_children(_fields(model), "the top-level nn.Sequential"), 1):
+        _flatten(child, str(i), context, modules)
+    return modules
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Field checks
+
+
+def _number(module: _Module, name: str, default: Any = None) -> int:
+    value = module.fields.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
+        raise ConversionError(f"{module.where}: field {name!r} is {value!r}, expected an integer")
+    return int(value)
+
+
+def _tensor(module: _Module, name: str, shape: tuple[int, ...], layer: str) -> np.ndarray:
+    value = module.fields.get(name)
+    if value is None or (isinstance(value, np.ndarray) and value.size == 0 and math.prod(shape) > 0):
+        raise ConversionError(f"{module.where}: has no {name!r} tensor, expected shape {shape} for {layer}")
+    if not isinstance(value, np.ndarray):
+        raise ConversionError(f"{module.where}: field {name!r} is a {_class_name(value)}, expected a tensor")
+    if value.dtype.kind != "f":
+        raise ConversionError(f"{module.where}: {name!r} is a {value.dtype} tensor, expected floating point")
+    if value.shape != shape:
+        raise ConversionError(f"{module.where}: {name!r} has shape {value.shape}, expected {shape} for {layer}")
+    array = value.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ConversionError(f"{module.where}: {name!r} of {layer} has NaN or Inf values")
+    return array
+
+
+def _expect(module: _Module, what: str, got: Any, want: Any, arch: str, layer: str) -> None:
+    if got != want:
+        raise ConversionError(f"{module.where}: {what} {got} but the {arch} table says {want} for {layer}")
+
+
+def _read_conv(module: _Module, layer: Conv, in_channels: int, arch: str) -> dict[str, np.ndarray]:
+    """Check a (cudnn|nn).SpatialConvolution against its table row and return Torch-layout weight and bias."""
+    pad_h = module.fields.get("padH", module.fields.get("padding", 0))
+    pad_w = module.fields.get("padW", module.fields.get("padding", 0))
+    _expect(module, "input planes", _number(module, "nInputPlane"), in_channels, arch, layer.name)
+    _expect(module, "output planes", _number(module, "nOutputPlane"), layer.filters, arch, layer.name)
+    _expect(module, "kernel", _number(module, "kH"), layer.kernel, arch, layer.name)
+    _expect(module, "stride", _number(module, "dH"), layer.stride, arch, layer.name)
+    _expect(module, "padding", _number(module, "padH", pad_h), layer.pad, arch, layer.name)
+    # Time runs along the height axis; the width axis must be a no-op.
+    _expect(module, "kernel width (kW)", _number(module, "kW"), 1, arch, layer.name)
+    _expect(module, "stride width (dW)", _number(module, "dW"), 1, arch, layer.name)
+    _expect(module, "padding width (padW)", _number(module, "padW", pad_w), 0, arch, layer.name)
+    if "groups" in module.fields:
+        _expect(module, "groups", _number(module, "groups"), 1, arch, layer.name)
+    weight = module.fields.get("weight")
+    full = (layer.filters, in_channels, layer.kernel, 1)
+    if isinstance(weight, np.ndarray) and weight.shape == (layer.filters, in_channels * layer.kernel):
+        module.fields = {**module.fields, "weight": weight.reshape(full)}  # SpatialConvolutionMM's 2-D weight
+    weight = _tensor(module, "weight", full, layer.name)[:, :, :, 0]
+    bias = _tensor(module, "bias", (layer.filters,), layer.name)
+    return {"weight": weight, "bias": bias}
+
+
+def _read_bn(module: _Module, layer: Conv, info: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Check a (cudnn|nn).SpatialBatchNormalization and return gamma, beta, running mean and variance."""
+    eps = module.fields.get("eps")
+    if isinstance(eps, bool) or not isinstance(eps, int | float):
+        raise ConversionError(f"{module.where}: has no numeric 'eps' field (got {eps!r}) for {layer.name}")
+    if abs(eps - BATCHNORM_EPSILON) > BN_EPS_TOLERANCE:
+        raise ConversionError(
+            f"{module.where}: BatchNorm eps {eps!r} for {layer.name}, but SoundNet (and the Keras port) use "
+            f"{BATCHNORM_EPSILON!r}"
+        )
+    shape = (layer.filters,)
+    params = {
+        "gamma": _tensor(module, "weight", shape, layer.name),
+        "beta": _tensor(module, "bias", shape, layer.name),
+        "running_mean": _tensor(module, "running_mean", shape, layer.name),
+    }
+    has_var = isinstance(module.fields.get("running_var"), np.ndarray)
+    has_std = isinstance(module.fields.get("running_std"), np.ndarray)
+    if has_var and has_std:
+        raise ConversionError(
+            f"{module.where}: has both 'running_var' and 'running_std' for {layer.name}; cannot tell which is current"
+        )
+    if has_std:
+        # Older nn stored the inverse standard deviation 1 / sqrt(var + eps).
+        inv_std = _tensor(module, "running_std", shape, layer.name)
+        if np.any(inv_std <= 0):
+            raise ConversionError(f"{module.where}: 'running_std' of {layer.name} has values <= 0")
+        params["running_var"] = 1.0 / np.square(inv_std) - float(eps)
+        info["running_std_layers"].append(layer.name)
+    else:
+        params["running_var"] = _tensor(module, "running_var", shape, layer.name)
+        if np.any(params["running_var"] < 0):
+            raise ConversionError(f"{module.where}: 'running_var' of {layer.name} has negative values")
+    info["bn_eps"][layer.name] = float(eps)
+    return params
+
+
+def _read_pool(module: _Module, layer: Pool, arch: str) -> None:
+    """Check a (cudnn|nn).SpatialMaxPooling against its table row."""
+    _expect(module, "pooling size", _number(module, "kH"), layer.size, arch, layer.name)
+    _expect(module, "pooling stride", _number(module, "dH"), layer.stride, arch, layer.name)
+    _expect(module, "padding", _number(module, "padH", 0), 0, arch, layer.name)
+    _expect(module, "pooling width (kW)", _number(module, "kW"), 1, arch, layer.name)
+    _expect(module, "pooling stride width (dW)", _number(module, "dW"), 1, arch, layer.name)
+    _expect(module, "padding width (padW)", _number(module, "padW", 0), 0, arch, layer.name)
+    if module.fields.get("ceil_mode"):
+        raise ConversionError(
+            f"{module.where}: pooling in ceil mode, but the {arch} table (and the Keras port) use floor mode "
+            f"for {layer.name}"
+        )
+
+
+def _describe(layer: Layer) -> str:
+    if isinstance(layer, Pool):
+        return f"{layer.name} (max pooling {layer.size}/{layer.stride})"
+    return f"{layer.name} (convolution {layer.filters} k{layer.kernel} s{layer.stride} p{layer.pad})"
+
+
+def _unused(module: _Module, why: str) -> ConversionError:
+    names = [name for name, value in module.fields.items() if isinstance(value, np.ndarray) and value.size]
+    listed = ", ".join(f"{name} {module.fields[name].shape}" for name in names if not name.startswith("grad"))
+    return ConversionError(f"{module.where}: {why}; its parameters would be unused ({listed or 'none'})")
+
+
+def _detect(modules: list[_Module], path: Path) -> str:
+    trunk_convs = sum(1 for m in modules if m.kind == "conv" and m.context == "trunk")
+    head_convs = sum(1 for m in modules if m.kind == "conv" and m.context == "head")
+    counts = {
+        arch: (sum(isinstance(layer, Conv) for layer in trunk(arch)), len(heads(arch))) for arch in architectures()
+    }
+    matches = [arch for arch, (n_trunk, _) in counts.items() if n_trunk == trunk_convs]
+    if len(matches) != 1:
+        known = ", ".join(f"{arch} has {t} and {h}" for arch, (t, h) in counts.items())
+        raise ConversionError(
+            f"cannot tell the architecture of {str(path)!r}: it has {trunk_convs} trunk convolutions and "
+            f"{head_convs} head convolutions, but {known}; pass arch= to check it against one table"
+        )
+    return matches[0]
+
+
+def _match(modules: list[_Module], arch: str, info: dict[str, Any]) -> TorchParams:
+    """Match the walked modules to the layer table of ``arch``; see the module docstring."""
+    table_trunk = list(trunk(arch))
+    table_heads = list(heads(arch))
+    params: TorchParams = {}
+    position = 0  # next trunk table row
+    channels = 1  # output channels of the trunk so far
+    pending: Conv | None = None  # a trunk conv still waiting for its BatchNorm and/or ReLU
+    need_bn = need_relu = False
+    heads_done = 0
+    branches: dict[int, str] = {}
+
+    def close(module: _Module) -> None:
+        if pending is not None and (need_bn or need_relu):
+            missing = "SpatialBatchNormalization" if need_bn else "ReLU"
+            raise ConversionError(
+                f"{module.where}: expected a {missing} after {pending.name} (the {arch} table has "
+                f"{'batch normalisation' if need_bn else 'a ReLU'} there)"
+            )
+
+    for module in modules:
+        kind = module.kind
+        if kind in ("Sequential", "ConcatTable"):
+            if kind == "ConcatTable" and module.context == "trunk":
+                close(module)
+                pending = None
+                if position < len(table_trunk):
+                    left = ", ".join(_describe(layer) for layer in table_trunk[position:])
+                    raise ConversionError(
+                        f"{module.where}: the heads start here, but the {arch} table's layers {left} have no "
+                        f"module in the file"
+                    )
+            continue
+        if kind == "ignored":
+            if module.class_name.endswith(".ReLU") and module.context == "trunk":
+                if pending is not None and need_bn:
+                    close(module)
+                if pending is None or not need_relu:
+                    raise ConversionError(f"{module.where}: a ReLU where the {arch} table has no activation")
+                need_relu = False
+                info["layers"][f"{pending.name}_relu"] = module.path
+            elif module.class_name.endswith(".ReLU") and module.context == "head":
+                raise ConversionError(f"{module.where}: a ReLU on a head; the {arch} table's heads give logits")
+            else:
+                info["ignored"].append(f"{module.path} ({module.class_name})")
+            continue
+        if module.context == "tail":
+            raise _unused(module, f"a {module.class_name} after the heads, where the {arch} table has no layer")
+        if kind == "conv" and module.context == "trunk":
+            close(module)
+            if position >= len(table_trunk):
+                raise _unused(module, f"an extra convolution: the {arch} table's trunk ends at {table_trunk[-1].name}")
+            layer = table_trunk[position]
+            if not isinstance(layer, Conv):
+                raise ConversionError(f"{module.where}: a convolution where the {arch} table has {_describe(layer)}")
+            params[layer.name] = _read_conv(module, layer, channels, arch)
+            info["layers"][layer.name] = module.path
+            position += 1
+            channels = layer.filters
+            pending, need_bn, need_relu = layer, layer.batchnorm, layer.relu
+        elif kind == "bn":
+            if module.context != "trunk" or pending is None or not need_bn:
+                raise _unused(module, f"a batch normalisation where the {arch} table has none")
+            params[pending.name].update(_read_bn(module, pending, info))
+            info["layers"][f"{pending.name}_bn"] = module.path
+            need_bn = False
+        elif kind == "pool":
+            if module.context != "trunk":
+                raise ConversionError(f"{module.where}: a max pooling on a head; the {arch} table has none there")
+            close(module)
+            pending = None
+            if position >= len(table_trunk) or not isinstance(table_trunk[position], Pool):
+                expected = _describe(table_trunk[position]) if position < len(table_trunk) else "no layer"
+                raise ConversionError(f"{module.where}: a max pooling where the {arch} table has {expected}")
+            layer = table_trunk[position]
+            _read_pool(module, layer, arch)
+            info["layers"][layer.name] = module.path
+            position += 1
+        elif kind == "conv":  # a head, inside the ConcatTable
+            if module.branch in branches:
+                raise _unused(module, f"a second convolution in the branch of head {branches[module.branch]}")
+            if heads_done >= len(table_heads):
+                names = ", ".join(head.name for head in table_heads)
+                raise _unused(module, f"an extra head: the {arch} table has {len(table_heads)} heads ({names})")
+            layer = table_heads[heads_done]
+            params[layer.name] = _read_conv(module, layer, channels, arch)
+            info["layers"][layer.name] = module.path
+            branches[module.branch] = layer.name
+            heads_done += 1
+    if pending is not None and (need_bn or need_relu):
+        missing = "SpatialBatchNormalization" if need_bn else "ReLU"
+        raise ConversionError(f"the file ends without the {missing} that the {arch} table has after {pending.name}")
+    unfilled = [layer.name for layer in layer_table(arch) if layer.name not in info["layers"]]
+    if unfilled:
+        raise ConversionError(
+            f"the {arch} table's layers {', '.join(unfilled)} have no module in the file "
+            f"(found {heads_done} of {len(table_heads)} head convolutions in the ConcatTable)"
+        )
+    return params
+
+
+def read_t7(path: str | os.PathLike, arch: str | None = None) -> tuple[str, TorchParams, dict[str, Any]]:
+    """Read an original SoundNet Torch7 model and return ``(arch, torch_params, info)``.
+
+    ``arch`` (``"soundnet8"`` or ``"soundnet5"``) is detected from the number of convolutions when ``None``.
+    ``torch_params`` maps table layer names to float64 arrays in Torch layout (``weight`` (out, in, kernel),
+    ``bias``, and for BatchNorm layers ``gamma``, ``beta``, ``running_mean``, ``running_var``; a ``running_std``
+    of older nn versions is converted to ``running_var = 1 / running_std**2 - eps``).
+
+    ``info`` describes the file: ``path``, ``architecture``, ``module_count`` (containers included),
+    ``top_level_modules``, ``classes`` (class name -> count), ``tensor_types`` and ``storage_types`` (name ->
+    count), ``bn_eps`` (layer -> eps), ``running_std_converted`` (bool) with ``running_std_layers``, ``layers``
+    (table layer -> module path), ``ignored`` (modules skipped knowingly) and ``trailing_bytes`` (bytes after the
+    serialised model; 0 for a file written by ``torch.save``).
+
+    Raises :class:`~soundnet_keras.errors.ConversionError` on an unreadable file or any disagreement with the
+    table (naming the module), and :class:`~soundnet_keras.errors.ConfigError` for an unknown ``arch``.
+    """
+    path = Path(path)
+    if arch is not None:
+        layer_table(arch)  # ConfigError for an unknown name
+    model, reader = _load(path)
+    try:
+        modules = _walk(model)
+    except ConversionError as exc:
+        raise ConversionError(f"{path.name}: {exc}") from None
+    chosen = arch if arch is not None else _detect(modules, path)
+    info: dict[str, Any] = {
+        "path": str(path),
+        "architecture": chosen,
+        "module_count": len(modules) + 1,
+        "top_level_modules": sum(1 for m in modules if "." not in m.path),
+        "classes": dict(sorted(Counter([_class_name(model)] + [m.class_name for m in modules]).items())),
+        "tensor_types": dict(sorted(reader.tensor_types.items())),
+        "storage_types": dict(sorted(reader.storage_types.items())),
+        "trailing_bytes": reader.trailing_bytes,
+        "bn_eps": {},
+        "running_std_layers": [],
+        "layers": {},
+        "ignored": [],
+    }
+    try:
+        params = _match(modules, chosen, info)
+    except ConversionError as exc:
+        raise ConversionError(f"{path.name}: {exc}") from None
+    info["running_std_converted"] = bool(info["running_std_layers"])
+    return chosen, params, info
