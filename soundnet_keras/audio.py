@@ -1,19 +1,31 @@
 """Waveforms: validation, scaling to [-1, 1] and resampling to 22,050 Hz.
 
 Every entry point of the package (API, CLI, classifier) passes waveforms through :func:`as_waveform` and
-:func:`resample`, so the same rules hold everywhere.
+:func:`resample`, and files through :func:`load_audio`, so the same rules hold everywhere:
+
+* formats: whatever libsndfile reads (WAV/WAVE_EXTENSIBLE, FLAC, OGG/Vorbis, OGG/Opus, MP3, AIFF, AU, ...), at any
+  sample rate and bit depth; integer and float sources are scaled to the same [-1, 1] range;
+* channels: mixed down to mono by averaging (``channels="mix"``, the default), or the first channel only
+  (``channels="first"``, what the original Torch7 scripts did);
+* sample rate: resampled to 22,050 Hz with soxr (high quality), decoding and resampling block by block so a file
+  of any length needs memory for its 22,050 Hz mono float32 result only (≈ 318 MB per hour);
+* errors: a missing, unreadable, empty or non-audio file, a file with no samples or with NaN/Inf samples raises
+  :class:`~soundnet_keras.errors.AudioError` with a one-line message naming the file. Silence is valid.
 """
 
 from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .architecture import SAMPLE_RATE
-from .errors import AudioError
+from .errors import AudioError, SoundNetError
 
 FLOAT_RANGE_LIMIT = 4.0
 """A float waveform whose peak exceeds this is rejected as not being in [-1, 1] (integer samples passed as float)."""
@@ -54,10 +66,12 @@ def as_waveform(waveform: object, *, name: str = "waveform", allow_batch: bool =
         return ((array.astype(np.float64) - half) / half).astype(np.float32)
     if np.issubdtype(array.dtype, np.integer):
         return (array.astype(np.float64) / -float(np.iinfo(array.dtype).min)).astype(np.float32)
-    if not np.all(np.isfinite(array)):
+    # min/max instead of elementwise temporaries: an hour of audio is checked without extra copies
+    low, high = float(np.min(array)), float(np.max(array))
+    if not (np.isfinite(low) and np.isfinite(high)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise AudioError(f"{name} has {bad} NaN or Inf samples")
-    peak = float(np.max(np.abs(array)))
+    peak = max(abs(low), abs(high))
     if peak > FLOAT_RANGE_LIMIT:
         raise AudioError(
             f"{name} must be float samples in [-1, 1], but its peak is {peak:.4g}; scale integer samples by their "
@@ -79,31 +93,234 @@ def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_R
     return np.ascontiguousarray(resampled.T, dtype=np.float32)
 
 
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd")
+"""File name extensions treated as audio when a folder is expanded (decoding itself goes by content, not name)."""
+
+BLOCK_FRAMES = 1 << 18
+"""Frames decoded (and resampled) per block by :func:`load_audio`; bounds the memory beyond the result itself."""
+
+CHANNEL_MODES = ("mix", "first")
+
+
+def _describe(path: Path) -> str:
+    return repr(str(path))
+
+
+def _check_file(path: Path) -> None:
+    """Raise a specific :class:`AudioError` when ``path`` is not a readable, non-empty regular file."""
+    name = _describe(path)
+    if not path.exists():
+        raise AudioError(f"{name}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{name}: is a folder, not an audio file")
+    if not path.is_file():
+        raise AudioError(f"{name}: not a regular file")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise AudioError(f"{name}: cannot read the file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise AudioError(f"{name}: the file is empty (0 bytes), expected audio")
+
+
+def _open(path: Path):
+    import soundfile
+
+    try:
+        return soundfile.SoundFile(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        detail = str(exc).split(":", 1)[-1].strip() if str(path) in str(exc) else str(exc)
+        raise AudioError(
+            f"{_describe(path)}: not a readable audio file: expected WAV, FLAC, OGG/Vorbis, MP3 or another format "
+            f"libsndfile decodes ({detail or type(exc).__name__}); convert other formats first, e.g. with ffmpeg"
+        ) from None
+
+
+def audio_duration(path: str | os.PathLike) -> float:
+    """Duration of an audio file in seconds, read from its header (no decoding); errors as :func:`load_audio`."""
+    path = Path(path)
+    _check_file(path)
+    with _open(path) as handle:
+        return handle.frames / handle.samplerate if handle.samplerate else 0.0
+
+
 def load_audio(
     path: str | os.PathLike, *, target_rate: int | None = SAMPLE_RATE, channels: str = "mix"
 ) -> tuple[np.ndarray, int]:
     """Decode an audio file to mono float32 in [-1, 1] and resample it to ``target_rate`` (None keeps the file's).
 
     ``channels="mix"`` averages all channels (default); ``"first"`` takes the first channel, as the original
-    scripts did. Returns ``(waveform, sample_rate)``.
+    scripts did. Decoding and resampling (soxr, high quality) run block by block, so memory beyond the result stays
+    bounded for files of any length. Returns ``(waveform, sample_rate)``. Raises :class:`AudioError` naming the
+    file when it is missing, unreadable, empty, not audio, has no samples or has NaN/Inf samples.
     """
     import soundfile
 
     path = Path(path)
-    if channels not in ("mix", "first"):
+    if channels not in CHANNEL_MODES:
         raise AudioError(f"channels must be 'mix' or 'first', got {channels!r}")
-    if not path.exists():
-        raise AudioError(f"{str(path)!r}: no such file")
-    if not path.is_file():
-        raise AudioError(f"{str(path)!r}: not a file")
-    try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{str(path)!r}: cannot decode as audio ({exc})") from None
-    if data.shape[0] == 0:
-        raise AudioError(f"{str(path)!r}: the file has no samples")
-    mono = data.mean(axis=1) if channels == "mix" else data[:, 0]
-    waveform = as_waveform(mono, name=repr(str(path)), allow_batch=False)
     if target_rate is not None:
-        waveform, rate = resample(waveform, rate, target_rate), target_rate
-    return waveform, int(rate)
+        target_rate = check_sample_rate(target_rate, "target_rate")
+    _check_file(path)
+    name = _describe(path)
+    with _open(path) as handle:
+        rate = int(handle.samplerate)
+        frames = int(handle.frames)
+        if rate <= 0:
+            raise AudioError(f"{name}: invalid sample rate {rate} Hz in the file header")
+        if frames <= 0:
+            raise AudioError(f"{name}: zero length: the file has no audio samples")
+        out_rate = rate if target_rate is None else target_rate
+        stream = None
+        if out_rate != rate:
+            import soxr
+
+            stream = soxr.ResampleStream(rate, out_rate, 1, dtype="float32", quality="HQ")
+        # soxr's output length is round(frames * out / in); a little slack covers any rounding.
+        capacity = int(np.ceil(frames * out_rate / rate)) + 16
+        out = np.empty(capacity, dtype=np.float32)
+        filled = decoded = 0
+        peak = 0.0
+        try:
+            while decoded < frames:
+                block = handle.read(min(BLOCK_FRAMES, frames - decoded), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                decoded += block.shape[0]
+                mono = block.mean(axis=1, dtype=np.float32) if channels == "mix" else block[:, 0]
+                finite = np.isfinite(mono)
+                if not finite.all():
+                    bad = int(mono.size - np.count_nonzero(finite))
+                    raise AudioError(
+                        f"{name}: has NaN or Inf samples ({bad} in the block at {(decoded - block.shape[0]) / rate:.3f}"
+                        " s); expected finite audio"
+                    )
+                peak = max(peak, float(np.max(np.abs(mono))))
+                if stream is not None:
+                    mono = stream.resample_chunk(mono, last=decoded >= frames)
+                if filled + mono.size > out.size:
+                    out = np.concatenate([out[:filled], np.empty(mono.size + 1024, np.float32)])
+                out[filled : filled + mono.size] = mono
+                filled += mono.size
+            if stream is not None and decoded < frames:  # header over-reported frames: flush the resampler
+                tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
+                out = np.concatenate([out[:filled], tail])
+                filled += tail.size
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{name}: cannot decode: the file is corrupt or truncated ({exc})") from None
+    if decoded == 0 or filled == 0:
+        raise AudioError(f"{name}: zero length: no audio samples could be decoded")
+    if peak > FLOAT_RANGE_LIMIT:
+        raise AudioError(
+            f"{name}: float samples must lie in [-1, 1], but the peak is {peak:.4g}; rescale the file"
+        )
+    waveform = out[:filled]
+    if waveform.base is not None and filled < 0.9 * out.size:
+        waveform = waveform.copy()
+    return waveform, int(out_rate)
+
+
+@dataclass
+class Decoded:
+    """One file decoded by :func:`decode_files`: the waveform, or the error that stopped it."""
+
+    path: Path
+    waveform: np.ndarray | None
+    sample_rate: int
+    error: SoundNetError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio (0 for a failed file)."""
+        return 0.0 if self.waveform is None else self.waveform.size / self.sample_rate
+
+
+def _decode_one(path: Path, target_rate: int | None, channels: str) -> Decoded:
+    try:
+        waveform, rate = load_audio(path, target_rate=target_rate, channels=channels)
+    except SoundNetError as exc:
+        return Decoded(path, None, target_rate or 0, exc)
+    except MemoryError:
+        return Decoded(path, None, target_rate or 0, AudioError(f"{_describe(path)}: too large to decode in memory"))
+    return Decoded(path, waveform, rate)
+
+
+def decode_files(
+    paths: Iterable[str | os.PathLike],
+    *,
+    target_rate: int | None = SAMPLE_RATE,
+    channels: str = "mix",
+    workers: int | None = None,
+    prefetch: int = 32,
+) -> Iterator[Decoded]:
+    """Decode many files in parallel threads (libsndfile and soxr release the GIL), yielding results in input order.
+
+    A file that fails yields a :class:`Decoded` with ``error`` set instead of raising, so one corrupt file does
+    not stop a batch. At most ``prefetch`` decoded files wait in memory ahead of the consumer. ``workers`` defaults
+    to the number of CPUs (at most 8); ``workers=0`` decodes in the calling thread.
+    """
+    if channels not in CHANNEL_MODES:
+        raise AudioError(f"channels must be 'mix' or 'first', got {channels!r}")
+    paths = [Path(p) for p in paths]
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1)
+    if workers <= 0 or len(paths) <= 1:
+        for path in paths:
+            yield _decode_one(path, target_rate, channels)
+        return
+    prefetch = max(prefetch, workers)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="soundnet-decode") as pool:
+        pending = []
+        index = 0
+        while index < len(paths) or pending:
+            while index < len(paths) and len(pending) < prefetch:
+                pending.append(pool.submit(_decode_one, paths[index], target_rate, channels))
+                index += 1
+            yield pending.pop(0).result()
+
+
+def expand_paths(inputs: Iterable[str | os.PathLike], extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:
+    """Expand folders (recursively, sorted) to the audio files they hold; files are kept as given, in order.
+
+    Files named explicitly are kept whatever their extension (decoding decides); in folders only names ending in
+    one of ``extensions`` (case-insensitive) are taken. Missing paths are kept so that decoding reports them.
+    """
+    suffixes = tuple(ext.lower() for ext in extensions)
+    result: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            candidates = found
+        else:
+            candidates = [path]
+        for candidate in candidates:
+            if candidate not in seen:
+                seen.add(candidate)
+                result.append(candidate)
+    return result
+
+
+def example_clip() -> Path:
+    """Path of the example clip shipped with the package (12 s of a synthetic passing train, OGG/Vorbis, 22,050 Hz).
+
+    Made by ``benchmarks/make_example_clip.py`` (see ``soundnet_keras/data/README.md``); ``soundnet-classify
+    --example`` classifies it, so the CLI can be tried right after installation.
+    """
+    from importlib import resources
+
+    resource = resources.files("soundnet_keras") / "data" / EXAMPLE_CLIP_NAME
+    path = Path(str(resource))
+    if not path.is_file():
+        raise AudioError(f"the example clip {EXAMPLE_CLIP_NAME!r} is missing from the installed package at {path}")
+    return path
+
+
+EXAMPLE_CLIP_NAME = "example_train.ogg"

@@ -13,7 +13,7 @@ from . import architecture as arch_mod
 from .architecture import SAMPLE_RATE, FrameTimes, Geometry, PadMode, frame_times, geometry, output_names
 from .audio import as_waveform, check_sample_rate, resample
 from .errors import ConfigError
-from .network import build_network, get_params, set_params, stage_layer
+from .network import build_network, get_params, set_params
 from .weights import WeightsFile, load_weights, save_weights
 
 
@@ -66,6 +66,72 @@ class Prediction:
         names = self.object_names if head == "objects" else self.scene_names
         order = np.argsort(-probs, kind="stable")[:k]
         return [(names[i], float(probs[i])) for i in order]
+
+
+DEFAULT_CHUNK_SECONDS = 120.0
+
+MATMUL_MIN_CHANNELS = 256
+"""Convolutions reading at least this many channels run as framed matrix products (see benchmarks/README.md)."""
+
+
+def _make_inference(model, arch: str, names: tuple[str, ...]):
+    """Inference function of ``names`` over the layer table, reading ``model``'s live variables on every call."""
+    import tensorflow as tf
+
+    table = arch_mod.layer_table(arch)
+    chain = arch_mod.trunk(arch)
+    wanted_heads = [h for h in arch_mod.heads(arch) if h.name in names]
+    if not wanted_heads:
+        last = max(output_names(arch).index(n) for n in names)
+        chain = tuple(layer for layer in chain if output_names(arch).index(layer.name) <= last)
+    first_conv = next(layer.name for layer in table if isinstance(layer, arch_mod.Conv))
+    layers = {layer.name: layer for layer in model.layers}
+
+    def folded(layer: arch_mod.Conv):
+        conv = layers[layer.name]
+        kernel, bias = tf.convert_to_tensor(conv.kernel), tf.convert_to_tensor(conv.bias)
+        bn = layers.get(f"{layer.name}_bn")
+        if layer.batchnorm and bn is not None:
+            scale = tf.convert_to_tensor(bn.gamma) * tf.math.rsqrt(
+                tf.convert_to_tensor(bn.moving_variance) + arch_mod.BATCHNORM_EPSILON
+            )
+            kernel = kernel * scale
+            bias = (bias - tf.convert_to_tensor(bn.moving_mean)) * scale + tf.convert_to_tensor(bn.beta)
+        if layer.name == first_conv:
+            kernel = kernel * arch_mod.WAVEFORM_SCALE  # the input scaling, exact: zero padding stays zero
+        return kernel, bias
+
+    def conv(x, layer: arch_mod.Conv):
+        kernel, bias = folded(layer)
+        if layer.pad:
+            x = tf.pad(x, [[0, 0], [layer.pad, layer.pad], [0, 0]])
+        in_channels = kernel.shape[1]
+        if in_channels >= MATMUL_MIN_CHANNELS:
+            # Few positions, many channels (the deep layers and heads): frames @ kernel is several times faster on
+            # CPU than conv1d, which re-lays out the large kernel on every call. Same sums, same layout (k, c_in).
+            frames = tf.signal.frame(x, layer.kernel, layer.stride, axis=1)  # (batch, positions, k, c_in)
+            flat = tf.reshape(frames, tf.concat([tf.shape(frames)[:2], [layer.kernel * in_channels]], 0))
+            x = tf.einsum("bpi,io->bpo", flat, tf.reshape(kernel, [layer.kernel * in_channels, -1]))
+        else:
+            x = tf.nn.conv1d(x, kernel, layer.stride, "VALID")
+        x = tf.nn.bias_add(x, bias)
+        return tf.nn.relu(x) if layer.relu else x
+
+    def run(batch):
+        x = batch[:, :, None]
+        out = {}
+        for layer in chain:
+            if isinstance(layer, arch_mod.Pool):
+                x = tf.nn.max_pool1d(x, layer.size, layer.stride, "VALID")
+            else:
+                x = conv(x, layer)
+            if layer.name in names:
+                out[layer.name] = x
+        for head in wanted_heads:
+            out[head.name] = conv(x, head)
+        return out
+
+    return run
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -121,6 +187,11 @@ class SoundNet:
             categories = categories or weights.categories
         self.categories = self._check_categories(categories or {})
         self._runners: dict[tuple[str, ...], object] = {}
+        self.jit_compile = False
+        """Compile inference with XLA (measured slower on 2-core CPUs for variable lengths; see benchmarks/)."""
+        self.chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS
+        """Inputs longer than this (at 22,050 Hz) run in chunks of about this length with bounded memory; the
+        result equals one pass to float precision (see :mod:`soundnet_keras.chunking`); None: always one pass."""
 
     # ----------------------------------------------------------------------------------------------- construction
     @classmethod
@@ -150,7 +221,9 @@ class SoundNet:
         """Write this model's parameters (and category names) to a ``.weights.h5`` file, atomically."""
         return save_weights(
             path,
-            WeightsFile(self.arch, get_params(self.keras_model), source=self.weights_source, categories=self.categories),
+            WeightsFile(
+                self.arch, get_params(self.keras_model), source=self.weights_source, categories=self.categories
+            ),
         )
 
     # ------------------------------------------------------------------------------------------------- geometry
@@ -165,20 +238,24 @@ class SoundNet:
 
     # ------------------------------------------------------------------------------------------------ execution
     def _runner(self, names: tuple[str, ...]):
-        if names not in self._runners:
-            import keras
+        """Compiled inference function of the named outputs: (batch, samples) float32 -> {name: (batch, frames, ch)}.
+
+        It runs the layer table directly with ``tf.nn`` ops and folds each BatchNorm (and the input scaling) into
+        the convolution before it *inside* the compiled function, from the model's live variables: as fast as a
+        folded model, and never stale when ``keras_model``'s weights change (training, ``set_weights``).
+        """
+        key = (*names, f"jit={self.jit_compile}")
+        if key not in self._runners:
             import tensorflow as tf
 
-            model = self.keras_model
-            outputs = {name: model.get_layer(stage_layer(self.arch, name)).output for name in names}
-            submodel = keras.Model(model.input, outputs, name=f"{self.arch}_{'_'.join(names)}")
-
-            @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)], reduce_retracing=True)
-            def run(batch):
-                return submodel(batch, training=False)
-
-            self._runners[names] = run
-        return self._runners[names]
+            self._runners[key] = tf.function(
+                _make_inference(self.keras_model, self.arch, names),
+                input_signature=[tf.TensorSpec([None, None], tf.float32)],
+                reduce_retracing=True,
+                jit_compile=self.jit_compile,
+                autograph=False,  # plain Python loops over the layer table: nothing for AutoGraph to convert
+            )
+        return self._runners[key]
 
     def forward(self, batch: np.ndarray, layers: Iterable[str]) -> dict[str, np.ndarray]:
         """Run a prepared (batch, samples) float32 array at 22,050 Hz through the network (no checks, no padding).
@@ -188,6 +265,17 @@ class SoundNet:
         names = tuple(layers)
         out = self._runner(names)(np.ascontiguousarray(batch, dtype=np.float32))
         return {name: np.asarray(out[name]) for name in names}
+
+    def _forward_any_length(self, batch: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """:meth:`forward`, in chunks (:mod:`~soundnet_keras.chunking`) when longer than :attr:`chunk_seconds`."""
+        if self.chunk_seconds is None:
+            return self.forward(batch, names)
+        from .chunking import min_chunk_samples, run_chunked
+
+        chunk = max(round(self.chunk_seconds * SAMPLE_RATE), min_chunk_samples(self.arch, names))
+        if batch.shape[-1] <= chunk:
+            return self.forward(batch, names)
+        return run_chunked(self.forward, self.arch, batch, names, chunk)
 
     def _prepare(
         self, waveform: np.ndarray, sample_rate: int, layer: str, pad: PadMode | None
@@ -227,7 +315,7 @@ class SoundNet:
         deepest = max(names, key=lambda n: geometry(self.arch, n).min_samples)
         audio, padded = self._prepare(audio, sample_rate, deepest, pad)
         batch = audio if audio.ndim == 2 else audio[None]
-        values = self.forward(batch, names)
+        values = self._forward_any_length(batch, names)
         num_samples = batch.shape[-1]
         result = {}
         for name in names:

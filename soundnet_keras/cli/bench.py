@@ -1,0 +1,95 @@
+"""``soundnet-bench``: benchmarks of SoundNet features. ``soundnet-bench esc`` runs the paper's ESC-50/ESC-10
+protocol (and variants beyond it) on the official ESC-50 layout::
+
+    soundnet-bench esc --root ESC-50-master              # ESC-50, 5 folds, both paper variants
+    soundnet-bench esc --root ESC-50-master --esc10      # ESC-10
+    soundnet-bench esc --root ESC-50-master --variants all --folds 1,2
+
+It prints per-fold and mean accuracy per variant, and writes a confusion-matrix plot per variant and
+``results.json`` into ``--out``. Missing folds or clips are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .common import guard, load_model, write_text_atomic
+from .train_head import ArgumentParser
+
+
+def build_parser() -> ArgumentParser:
+    from ..esc import PROTOCOLS
+
+    parser = ArgumentParser(prog="soundnet-bench", description="Benchmarks of SoundNet features.")
+    sub = parser.add_subparsers(dest="benchmark", required=True, parser_class=ArgumentParser)
+    esc = sub.add_parser(
+        "esc",
+        help="ESC-50 / ESC-10 classification with the paper's protocol (eval_esc50.lua) and variants",
+        description="Leave-one-fold-out over the selected folds: train on the others, test on each.",
+    )
+    esc.add_argument("--root", required=True, help="ESC-50 folder in the official layout (audio/, meta/esc50.csv)")
+    esc.add_argument("--esc10", action="store_true", help="the ESC-10 subset (10 classes)")
+    esc.add_argument("--folds", default="1,2,3,4,5", help="comma-separated folds (default: 1,2,3,4,5)")
+    esc.add_argument(
+        "--variants",
+        default="paper",
+        help="'paper' (paper-exact,paper-resampled; default), 'all', or comma-separated names: " + ", ".join(PROTOCOLS),
+    )
+    esc.add_argument("--out", default="soundnet-bench-esc", help="folder for plots and results.json")
+    esc.add_argument("--weights", default="soundnet8", help="pretrained preset or weights file (default: soundnet8)")
+    esc.add_argument("--cache-dir", default=None, help="feature cache folder (default: user cache)")
+    esc.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    esc.add_argument("--no-plot", action="store_true", help="do not write confusion-matrix plots")
+    esc.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``soundnet-bench``."""
+    args = build_parser().parse_args(argv)
+    return guard(lambda: _esc(args))
+
+
+def _esc(args: argparse.Namespace) -> int:
+    from ..esc import format_results, parse_protocols, plot_confusion, read_esc, run_benchmark
+
+    start = time.monotonic()
+    protocols = parse_protocols(args.variants)
+    dataset = read_esc(args.root, esc10=args.esc10, folds=args.folds)
+    for line in dataset.report():
+        print(line)
+    net = load_model(args.weights, verbose=True)
+    results = run_benchmark(
+        dataset, net, protocols, cache=not args.no_cache, cache_dir=args.cache_dir, progress=not args.no_progress,
+        log=lambda message: print(message, file=sys.stderr, flush=True),
+    )
+    print(format_results(results, dataset))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.no_plot:
+        for result in results:
+            path = plot_confusion(result, out / f"confusion_{result.protocol.name}.png",
+                                  title=f"{dataset.name} {result.protocol.name}: {100 * result.mean_accuracy:.1f}%")
+            print(f"confusion matrix: {path}")
+    summary = {
+        "dataset": dataset.name,
+        "root": str(dataset.root),
+        "folds": list(dataset.folds),
+        "missing_folds": dataset.missing_folds,
+        "missing_files": dataset.missing_files,
+        "clips": len(dataset.clips),
+        "weights": str(args.weights),
+        "results": [result.as_dict() for result in results],
+    }
+    write_text_atomic(out / "results.json", json.dumps(summary, indent=1))
+    print(f"results: {out / 'results.json'} ({time.monotonic() - start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,489 @@
+"""``soundnet-classify``: what SoundNet hears in audio files — top objects and scenes, per clip and over time.
+
+Examples::
+
+    soundnet-classify --example --frames
+    soundnet-classify clip.wav
+    soundnet-classify recordings/ more.flac --top-k 3 --frames
+    soundnet-classify recordings/ --json --output results.json
+    soundnet-classify long_walk.mp3 --frames --csv --plot timeline.png
+
+Files are decoded in parallel threads, resampled to 22,050 Hz and mixed to mono (``--channels first`` takes the
+first channel, as the original scripts did). Clips shorter than the ≈9.5 s the heads need are repeated circularly
+to that length, as the original scripts did, and the output says so (``--no-pad`` refuses them instead). Clips of
+equal length are batched; long files run in chunks with bounded memory. A file that cannot be used is reported on
+one ``error:`` line and skipped; the exit status is 1 if any file failed.
+
+The per-file work is one swappable function: :class:`Classifier` turns a batch of decoded clips into
+:class:`ClipResult` objects whose ``heads`` map a head name to per-frame probabilities and label names, and every
+output format (text, JSON, CSV, plot) reads only that. A trained classifier head can provide another
+:class:`Classifier` (see :func:`make_classifier`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..architecture import SAMPLE_RATE, frame_times, geometry, pad_to_length
+from ..audio import CHANNEL_MODES, Decoded, decode_files, example_clip
+from ..errors import InputTooShortError, SoundNetError
+from .common import (
+    EXIT_FILE_FAILED,
+    EXIT_OK,
+    input_files,
+    load_model,
+    positive_float,
+    positive_int,
+    print_error,
+    quiet_native_stderr,
+    run_cli,
+    write_text_atomic,
+)
+
+HEAD_ORDER = ("scenes", "objects")
+
+
+@dataclass
+class HeadOutput:
+    """Per-frame scores (frames, classes) of one head, and its class names.
+
+    ``kind`` is ``"probability"`` (softmax outputs) or ``"decision"`` (an SVM head's decision values);
+    ``clip_scores`` are the clip's own aggregated scores where the classifier defines them (otherwise the mean over
+    frames is the clip's score).
+    """
+
+    probabilities: np.ndarray
+    labels: Sequence[str]
+    kind: str = "probability"
+    clip_scores: np.ndarray | None = None
+
+    def top(self, k: int, frame: int | None = None) -> list[tuple[str, float]]:
+        """The ``k`` highest-scoring labels, for the clip or one frame."""
+        if frame is None:
+            probs = self.probabilities.mean(axis=0) if self.clip_scores is None else self.clip_scores
+        else:
+            probs = self.probabilities[frame]
+        order = np.argsort(-probs, kind="stable")[:k]
+        return [(self.labels[i], float(probs[i])) for i in order]
+
+
+@dataclass
+class ClipResult:
+    """What the classifier found in one file: per-head outputs and frame times (seconds, in the original clip)."""
+
+    path: Path
+    duration: float
+    heads: dict[str, HeadOutput]
+    start: np.ndarray
+    end: np.ndarray
+    padded_to: float | None = None
+    """Seconds the clip was repeated to when it was shorter than the network needs; None when not padded."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return len(self.start)
+
+
+class Classifier:
+    """SoundNet's own heads (ImageNet objects, Places2 scenes): batches decoded clips, returns :class:`ClipResult`.
+
+    ``pad=True`` repeats clips shorter than the heads' minimum circularly (the original scripts' behaviour);
+    ``pad=False`` rejects them with :class:`~soundnet_keras.errors.InputTooShortError`.
+    """
+
+    def __init__(self, net, *, pad: bool = True, batch_size: int = 16) -> None:
+        self.net = net
+        self.pad = pad
+        self.batch_size = batch_size
+        self.min_samples = geometry(net.arch, "objects").min_samples
+
+    def _prepare(self, item: Decoded) -> tuple[np.ndarray, float | None]:
+        audio = item.waveform
+        if audio.size >= self.min_samples:
+            return audio, None
+        if not self.pad:
+            try:
+                from ..architecture import check_length
+
+                check_length(self.net.arch, "objects", audio.size)
+            except InputTooShortError as exc:
+                raise InputTooShortError(
+                    f"{str(item.path)!r}: {exc} (remove --no-pad to repeat it circularly)",
+                    layer=exc.layer,
+                    min_samples=exc.min_samples,
+                    received_samples=exc.received_samples,
+                ) from None
+        return pad_to_length(audio, self.min_samples, "repeat"), self.min_samples / SAMPLE_RATE
+
+    def classify(self, items: Sequence[Decoded]) -> list[ClipResult | SoundNetError]:
+        """Classify decoded clips (all at 22,050 Hz); equal lengths run as one batch. Order is kept."""
+        results: list[ClipResult | SoundNetError | None] = [None] * len(items)
+        groups: dict[int, list[tuple[int, np.ndarray, float | None]]] = {}
+        for index, item in enumerate(items):
+            try:
+                audio, padded_to = self._prepare(item)
+            except SoundNetError as exc:
+                results[index] = exc
+                continue
+            groups.setdefault(audio.size, []).append((index, audio, padded_to))
+        for length, members in groups.items():
+            for begin in range(0, len(members), self.batch_size):
+                part = members[begin : begin + self.batch_size]
+                batch = part[0][1][None] if len(part) == 1 else np.stack([audio for _, audio, _ in part])
+                feats = self.net.intermediates(batch, SAMPLE_RATE, ("objects", "scenes"))
+                for row, (index, _, padded_to) in enumerate(part):
+                    results[index] = self._result(
+                        items[index], length, padded_to, feats["objects"].values[row], feats["scenes"].values[row]
+                    )
+        return results  # type: ignore[return-value]
+
+    def _result(
+        self, item: Decoded, length: int, padded_to: float | None, objects: np.ndarray, scenes: np.ndarray
+    ) -> ClipResult:
+        times = frame_times(self.net.arch, "objects", objects.shape[0], length)
+        duration = item.duration
+        heads = {
+            "scenes": HeadOutput(_softmax(scenes), self.net.categories["scenes"]),
+            "objects": HeadOutput(_softmax(objects), self.net.categories["objects"]),
+        }
+        notes = []
+        start, end = times.start, times.end
+        if padded_to is not None:
+            notes.append(
+                f"clip is {duration:.2f} s, shorter than the {padded_to:.2f} s the model needs: repeated circularly "
+                f"to {padded_to:.2f} s (--no-pad refuses short clips)"
+            )
+            start, end = np.minimum(start, duration), np.minimum(end, duration)
+        return ClipResult(item.path, duration, heads, start, end, padded_to, notes)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class HeadClassifier:
+    """A trained classifier from ``--head``: a head of ``soundnet-train-head`` or a ``soundnet-finetune`` network.
+
+    Each file is classified by the classifier's own input pipeline (its layer, window, padding and input variant);
+    a head reports one frame per time window, with the clip score aggregated as the head was trained to.
+    """
+
+    def __init__(self, classifier, name: str) -> None:
+        self.classifier = classifier
+        self.name = name
+        self.score_kind = "probability"
+
+    def classify(self, items: Sequence[Decoded]) -> list[ClipResult | SoundNetError]:
+        from ..classifier import classify_files
+
+        results: list[ClipResult | SoundNetError] = []
+        for item in items:
+            try:
+                record = classify_files(self.classifier, [item.path], windows=True)[0]
+            except SoundNetError as exc:
+                results.append(exc)
+                continue
+            results.append(self._result(item, record))
+        return results
+
+    def _result(self, item: Decoded, record: dict) -> ClipResult:
+        classes = [str(c) for c in self.classifier.classes]
+        self.score_kind = record.get("score_kind", "probability")
+        clip = np.array([record["scores"][c] for c in classes], dtype=np.float64)
+        windows = record.get("windows") or [
+            {"start": 0.0, "end": item.duration, "scores": record["scores"]}
+        ]
+        per_window = np.array([[w["scores"][c] for c in classes] for w in windows], dtype=np.float64)
+        start = np.minimum([w["start"] for w in windows], item.duration)
+        end = np.minimum([w["end"] for w in windows], item.duration)
+        head = HeadOutput(per_window, classes, self.score_kind, clip)
+        return ClipResult(item.path, item.duration, {self.name: head}, np.asarray(start), np.asarray(end))
+
+
+def make_classifier(args: argparse.Namespace) -> Classifier | HeadClassifier:
+    """Build the classifier for the command line's options: SoundNet's own heads, or a trained ``--head``."""
+    if args.head is not None:
+        from ..classifier import FORMAT, load_classifier, read_format
+
+        if not args.head.is_file():
+            raise SoundNetError(f"--head: classifier file {str(args.head)!r} does not exist")
+        with quiet_native_stderr():  # TensorFlow's native start-up lines, as in load_model
+            import tensorflow as tf
+
+            tf.zeros(1)
+        options = {}
+        if args.weights is not None and read_format(args.head) == FORMAT:
+            options["weights"] = args.weights  # else the network named in the head file
+        return HeadClassifier(load_classifier(args.head, **options), "classes")
+    net = load_model(args.weights or "soundnet8", verbose=not args.quiet)
+    if args.chunk_seconds is not None:
+        net.chunk_seconds = args.chunk_seconds
+    return Classifier(net, pad=not args.no_pad, batch_size=args.batch_size)
+
+
+# ------------------------------------------------------------------------------------------------------ outputs
+def _fmt_top(pairs: Iterable[tuple[str, float]]) -> str:
+    return ", ".join(f"{name} ({prob:.3f})" for name, prob in pairs)
+
+
+def format_text(result: ClipResult, top_k: int, frames: bool) -> str:
+    """Human-readable report of one file."""
+    plural = "s" if result.frames != 1 else ""
+    lines = [f"{result.path}: {result.duration:.2f} s, {result.frames} frame{plural}"]
+    lines += [f"  note: {note}" for note in result.notes]
+    width = max(len(h) for h in result.heads) + 1
+    for head in _heads(result):
+        lines.append(f"  {head + ':':<{width}} {_fmt_top(result.heads[head].top(top_k))}")
+    if frames:
+        for i in range(result.frames):
+            lines.append(f"  frame {i}  {result.start[i]:.2f}-{result.end[i]:.2f} s")
+            for head in _heads(result):
+                lines.append(f"    {head + ':':<{width}} {_fmt_top(result.heads[head].top(top_k, i))}")
+    return "\n".join(lines)
+
+
+def _heads(result: ClipResult) -> list[str]:
+    return sorted(result.heads, key=lambda h: (HEAD_ORDER.index(h) if h in HEAD_ORDER else len(HEAD_ORDER), h))
+
+
+def _top_records(pairs: Iterable[tuple[str, float]], kind: str = "probability") -> list[dict[str, object]]:
+    return [{"label": name, kind: round(prob, 6)} for name, prob in pairs]
+
+
+def json_record(result: ClipResult, top_k: int, frames: bool) -> dict[str, object]:
+    """One file's JSON record: clip-level top-k per head and, with ``frames``, one record per frame."""
+    record: dict[str, object] = {
+        "file": str(result.path),
+        "duration_s": round(result.duration, 4),
+        "padded": result.padded_to is not None,
+        "frames": result.frames,
+    }
+    if result.padded_to is not None:
+        record["padded_to_s"] = round(result.padded_to, 4)
+    for head in _heads(result):
+        record[head] = _top_records(result.heads[head].top(top_k), result.heads[head].kind)
+    if frames:
+        record["frame_results"] = [
+            {
+                "frame": i,
+                "start_s": round(float(result.start[i]), 4),
+                "end_s": round(float(result.end[i]), 4),
+                **{h: _top_records(result.heads[h].top(top_k, i), result.heads[h].kind) for h in _heads(result)},
+            }
+            for i in range(result.frames)
+        ]
+    return record
+
+
+CSV_COLUMNS = ("file", "frame", "start_s", "end_s", "head", "rank", "label", "probability", "padded")
+
+
+def csv_columns(score_kind: str = "probability") -> tuple[str, ...]:
+    """The CSV header; the score column is named after what it holds (``probability`` or ``decision``)."""
+    return tuple(score_kind if column == "probability" else column for column in CSV_COLUMNS)
+
+
+def csv_rows(result: ClipResult, top_k: int, frames: bool) -> list[list[object]]:
+    """One row per file, frame (``all`` for the whole clip), head and rank."""
+    rows: list[list[object]] = []
+    padded = int(result.padded_to is not None)
+    spans: list[tuple[object, float, float, int | None]] = [("all", 0.0, result.duration, None)]
+    if frames:
+        spans += [(i, float(result.start[i]), float(result.end[i]), i) for i in range(result.frames)]
+    for label, start, end, frame in spans:
+        for head in _heads(result):
+            for rank, (name, prob) in enumerate(result.heads[head].top(top_k, frame), 1):
+                rows.append(
+                    [str(result.path), label, f"{start:.4f}", f"{end:.4f}", head, rank, name, f"{prob:.6f}", padded]
+                )
+    return rows
+
+
+def plot_timeline(result: ClipResult, path: Path, top_k: int) -> Path:
+    """Draw the top scene and object probabilities over the clip's frames to an image file (matplotlib, Agg)."""
+    from matplotlib.figure import Figure
+
+    heads = _heads(result)
+    fig = Figure(figsize=(10, 2.6 * len(heads)), layout="constrained")
+    axes = fig.subplots(len(heads), 1, squeeze=False)[:, 0]
+    centres = (result.start + result.end) / 2
+    for ax, head in zip(axes, heads, strict=True):
+        output = result.heads[head]
+        for name, _ in output.top(min(top_k, 5)):
+            probs = output.probabilities[:, list(output.labels).index(name)]
+            ax.plot(centres, probs, marker="o", label=name)
+        ax.set_ylabel(f"p({head})" if output.kind == "probability" else f"{head} ({output.kind})")
+        ax.set_xlim(0, max(result.duration, float(result.end.max(initial=0.0))))
+        if output.kind == "probability":
+            ax.set_ylim(bottom=0)
+        ax.legend(loc="upper right", fontsize="small")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("time (s), frame centres")
+    note = " (repeated to fill the model's input)" if result.padded_to is not None else ""
+    axes[0].set_title(f"{result.path.name}{note}")
+    fig.savefig(path)
+    return path
+
+
+def plot_paths(base: Path, files: Sequence[Path]) -> list[Path]:
+    """Plot file per input: ``base`` for one file; ``<base stem>_<file stem><suffix>`` (deduplicated) for several."""
+    if len(files) == 1:
+        return [base]
+    used: set[str] = set()
+    paths = []
+    for i, file in enumerate(files):
+        name = f"{base.stem}_{file.stem}{base.suffix or '.png'}"
+        if name in used:
+            name = f"{base.stem}_{file.stem}_{i}{base.suffix or '.png'}"
+        used.add(name)
+        paths.append(base.with_name(name))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    """The ``soundnet-classify`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="soundnet-classify",
+        description="Print the objects (ImageNet) and scenes (Places2) SoundNet hears in audio files, per clip "
+        "and over time. Files: WAV, FLAC, OGG/Vorbis, MP3 (anything libsndfile reads), any rate and channel count.",
+    )
+    parser.add_argument("inputs", nargs="*", metavar="PATH", help="audio files or folders (searched recursively)")
+    parser.add_argument(
+        "--example", action="store_true", help="also classify the example clip shipped with the package (12 s)"
+    )
+    parser.add_argument("-k", "--top-k", type=positive_int, default=5, help="labels per head to show (default 5)")
+    parser.add_argument("--frames", action="store_true", help="also report every output frame with its start/end time")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON: a list with one record per file (frames nested)")
+    fmt.add_argument("--csv", action="store_true", help="CSV: one row per file/frame, head and rank")
+    parser.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
+    parser.add_argument(
+        "--plot", type=Path, metavar="PNG", help="draw a timeline of the top scenes and objects (one image per file; "
+        "with several files, named <PNG stem>_<file stem>.png)"
+    )
+    parser.add_argument(
+        "--channels", choices=CHANNEL_MODES, default="mix",
+        help="mix channels to mono (default) or take the first one, as the original scripts did",
+    )
+    parser.add_argument(
+        "--no-pad", action="store_true",
+        help="reject clips shorter than the model's minimum (≈9.5 s) instead of repeating them circularly",
+    )
+    parser.add_argument("--weights", default=None, help="pretrained preset or weights file (default soundnet8)")
+    parser.add_argument(
+        "--head",
+        type=Path,
+        metavar="FILE",
+        help="classify with a trained classifier (soundnet-train-head or soundnet-finetune output) instead of "
+        "SoundNet's ImageNet/Places heads",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="clips per network batch (default 16)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="decoding threads (default: number of CPUs, at most 8; 0: none)"
+    )
+    parser.add_argument(
+        "--chunk-seconds", type=positive_float, default=None,
+        help="run inputs longer than this in chunks of about this length (default 120; same results)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or model-loading messages")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.inputs and not args.example:
+        raise SoundNetError("no input: give audio files or folders, or --example for the clip shipped with the package")
+    files = [example_clip()] if args.example else []
+    files += input_files(args.inputs) if args.inputs else []
+    if args.plot is not None and args.plot.parent and not args.plot.parent.is_dir():
+        raise SoundNetError(f"--plot: folder {str(args.plot.parent)!r} does not exist")
+    if args.output is not None and not args.output.parent.is_dir():
+        raise SoundNetError(f"--output: folder {str(args.output.parent)!r} does not exist")
+    classifier = make_classifier(args)
+    plots = dict(zip(files, plot_paths(args.plot, files), strict=True)) if args.plot is not None else {}
+    stream_text = not (args.json or args.csv) and args.output is None
+    records: list[dict[str, object]] = []
+    rows: list[list[object]] = []
+    texts: list[str] = []
+    failed = 0
+    from tqdm import tqdm
+
+    progress = tqdm(total=len(files), unit="file", disable=True if args.quiet else None, file=sys.stderr)
+    group: list[Decoded] = []
+
+    def flush() -> None:
+        nonlocal failed
+        items = [item for item in group if item.ok]
+        outcome = iter(classifier.classify(items))
+        for item in group:
+            result = next(outcome) if item.ok else item.error
+            progress.update(1)
+            if isinstance(result, SoundNetError):
+                failed += 1
+                progress.clear()
+                print_error(result)
+                if args.json:
+                    records.append({"file": str(item.path), "error": str(result)})
+                continue
+            if item.path in plots:
+                plot_timeline(result, plots[item.path], args.top_k)
+            if args.json:
+                records.append(json_record(result, args.top_k, args.frames))
+            elif args.csv:
+                rows.extend(csv_rows(result, args.top_k, args.frames))
+            elif stream_text:
+                progress.clear()
+                print(format_text(result, args.top_k, args.frames), flush=True)
+            else:
+                texts.append(format_text(result, args.top_k, args.frames))
+        group.clear()
+
+    try:
+        for decoded in decode_files(files, channels=args.channels, workers=args.workers, prefetch=4 * args.batch_size):
+            group.append(decoded)
+            if len(group) >= 4 * args.batch_size:
+                flush()
+        flush()
+    finally:
+        progress.close()
+    if args.json:
+        report = json.dumps(records, indent=2) + "\n"
+    elif args.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(csv_columns(getattr(classifier, "score_kind", "probability")))
+        writer.writerows(rows)
+        report = buffer.getvalue()
+    else:
+        report = "\n".join(texts) + ("\n" if texts else "")
+    if args.output is not None:
+        write_text_atomic(args.output, report)
+    elif not stream_text:
+        sys.stdout.write(report)
+        sys.stdout.flush()
+    if failed:
+        print_error(f"{failed} of {len(files)} files failed")
+        return EXIT_FILE_FAILED
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``soundnet-classify``; returns the exit status (0: all files classified, 1: some failed)."""
+    return run_cli(_run, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Helpers shared by the command-line tools: quiet TensorFlow, error handling, input expansion, output files."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from ..audio import expand_paths
+from ..errors import SoundNetError
+
+EXIT_OK = 0
+EXIT_FILE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def error_line(message: object) -> str:
+    """One line ``error: ...`` for a user-facing problem (newlines folded)."""
+    text = " ".join(str(message).split())
+    return f"error: {text}"
+
+
+def print_error(message: object) -> None:
+    """Print :func:`error_line` on stderr."""
+    print(error_line(message), file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for native libraries (TensorFlow's import-time C++ log lines) inside the block.
+
+    Python exceptions still propagate and print after the block. Does nothing where fd 2 cannot be duplicated.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def guard(body: Callable[[], int]) -> int:
+    """Run a command body; user errors become one ``error:`` line, never a traceback.
+
+    The exit statuses of every soundnet_keras command: 0 success; 1 a batch finished but some files failed (the
+    body returns it; the other files' results are complete); 2 the command stopped on a user error — bad arguments
+    (argparse), a :class:`SoundNetError` or an :class:`OSError` (missing input, unwritable output); 130 Ctrl-C.
+    """
+    try:
+        return body()
+    except SoundNetError as exc:
+        print_error(exc)
+        return EXIT_USAGE
+    except OSError as exc:
+        name = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        print_error(f"{exc.strerror or exc}{':' if name else ''}{name}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def run_cli(
+    body: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> int:
+    """Parse ``argv`` (bad arguments exit 2, argparse) and run ``body`` under :func:`guard`."""
+    args = parser.parse_args(argv)
+    return guard(lambda: body(args))
+
+
+def input_files(inputs: Sequence[str]) -> list[Path]:
+    """Expand the command line's files and folders (folders: audio files inside, recursively, sorted)."""
+    files = expand_paths(inputs)
+    if not files:
+        raise SoundNetError(
+            f"no audio files found in {', '.join(map(repr, inputs))}: expected files or folders holding .wav, "
+            ".flac, .ogg or .mp3 files"
+        )
+    return files
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, so a failure leaves no partial file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_model(weights: str, *, verbose: bool):
+    """Load the network for a CLI (pretrained preset or weights file), with TensorFlow's native noise silenced."""
+    with quiet_native_stderr():
+        import tensorflow as tf
+
+        from ..model import SoundNet
+
+        tf.zeros(1)  # initialises the devices, whose native start-up messages would otherwise reach the terminal
+
+    return SoundNet.from_pretrained(weights, verbose=verbose)

@@ -1,0 +1,112 @@
+"""``soundnet-train``: train SoundNet-8 / SoundNet-5 on teacher shards (student–teacher KL), on one or many devices."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import guard
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soundnet-train",
+        description="Train SoundNet on soundnet-teacher shards with the original's KL(teacher || student) loss. "
+        "Rerun the same command to resume a killed run from its last checkpoint interval.",
+    )
+    parser.add_argument("shards", help="shard folder written by soundnet-teacher")
+    parser.add_argument("-o", "--output", required=True, help="run folder: checkpoints/, backup/, logs/, final weights")
+    parser.add_argument("--arch", default="soundnet8", choices=("soundnet8", "soundnet5"))
+    parser.add_argument(
+        "--init",
+        metavar="WEIGHTS",
+        help="start from weights: 'soundnet8' (pretrained) or a file (default: random initialisation, as the original)",
+    )
+    parser.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
+    parser.add_argument("--batch-size", type=int, default=64, help="GLOBAL batch over all replicas (default 64)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
+    parser.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (default 0.9)")
+    parser.add_argument("--scale-lr", action="store_true", help="linear scaling: lr x batch-size / 64")
+    parser.add_argument("--lambda", dest="loss_lambda", type=float, default=250.0, help="loss multiplier (default 250)")
+    parser.add_argument(
+        "--crop-seconds", type=float, default=20.0, help="training crop, a whole number of teacher windows (default 20)"
+    )
+    parser.add_argument(
+        "--heads", nargs="+", choices=("objects", "scenes"), help="heads to train (default: all in shards)"
+    )
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    parser.add_argument(
+        "--strategy",
+        default="default",
+        choices=("default", "mirrored", "multiworker"),
+        help="default: one device; mirrored: all GPUs of this machine; multiworker: TF_CONFIG cluster",
+    )
+    parser.add_argument("--devices", nargs="+", help="devices for --strategy mirrored (default: all GPUs)")
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "mixed_float16", "mixed_bfloat16"),
+        help="mixed_float16 on GPUs (default float32)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--deterministic", action="store_true", help="deterministic ops (exactly reproducible runs and resumes; slower)"
+    )
+    parser.add_argument("--shuffle-buffer", type=int, default=256, help="records in the shuffle buffer (default 256)")
+    board = parser.add_mutually_exclusive_group()
+    board.add_argument(
+        "--tensorboard",
+        dest="tensorboard",
+        action="store_true",
+        default=None,
+        help="write TensorBoard logs (default: when the tensorboard package is installed)",
+    )
+    board.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``soundnet-train``."""
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from ..training.train import TrainConfig, train
+
+        config = TrainConfig(
+            shards=Path(args.shards),
+            output_dir=Path(args.output),
+            arch=args.arch,
+            init=args.init,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            beta_1=args.beta1,
+            scale_lr=args.scale_lr,
+            loss_lambda=args.loss_lambda,
+            crop_seconds=args.crop_seconds,
+            heads=args.heads,
+            checkpoint_every=args.checkpoint_every,
+            strategy=args.strategy,
+            devices=args.devices,
+            precision=args.precision,
+            seed=args.seed,
+            deterministic=args.deterministic,
+            shuffle_buffer=args.shuffle_buffer,
+            tensorboard=args.tensorboard,
+            verbose=0 if args.quiet else "auto",
+        )
+        result = train(config, log=lambda message: print(message, file=sys.stderr))
+        losses = result.history.get("loss", [])
+        last = f", last interval's loss {losses[-1]:.4f}" if losses else ""
+        print(
+            f"trained {result.steps_done} steps on {result.replicas} replica(s){last}; weights: {result.weights_path}"
+        )
+        return 0
+
+    return guard(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

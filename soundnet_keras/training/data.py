@@ -1,0 +1,357 @@
+"""Teacher shards (TFRecord) and the ``tf.data`` pipeline that feeds student–teacher training.
+
+Shard layout: a folder with ``manifest.json`` and ``shard-NNNNN.tfrecord`` files. Each record is one video: its
+audio track (22,050 Hz mono, 16-bit PCM, exactly ``num_steps × step_samples`` samples) and, per head, the teacher's
+class distribution for each of its ``num_steps`` windows of ``step_seconds`` (the original: one per 5 s). The
+manifest names the heads, their class counts and teachers, the shards with their record counts, and every video
+processed (done or failed), which is what makes :mod:`~soundnet_keras.training.teacher` resumable.
+
+Time alignment. Training crops ``crop_steps`` whole teacher windows starting on a window boundary (the original:
+20-s crops = 4 windows). The student gives ``T = output_length(arch, "objects", crop_samples)`` frames; output frame
+``i`` is trained against teacher window ``floor((i + 0.5) · crop_steps / T)`` of the crop. When ``T == crop_steps``
+this is the original's one-to-one pairing (frame ``t`` ↔ window ``t``): SoundNet-8 *and* SoundNet-5 both give 4
+frames on a 20-s crop, so both train exactly as the authors did; other crop lengths are spread proportionally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..architecture import SAMPLE_RATE, layer_table, output_length
+from ..errors import ConfigError
+
+SHARD_FORMAT = "soundnet_keras.teacher_shards/1"
+MANIFEST_NAME = "manifest.json"
+DEFAULT_STEP_SECONDS = 5.0
+DEFAULT_CROP_SECONDS = 20.0
+
+
+# ------------------------------------------------------------------------------------------------------ manifest
+def step_samples_for(step_seconds: float) -> int:
+    """Samples per teacher window at 22,050 Hz; the window must be a whole number of samples."""
+    if not step_seconds > 0:
+        raise ConfigError(f"step_seconds must be positive, got {step_seconds!r}")
+    samples = step_seconds * SAMPLE_RATE
+    if abs(samples - round(samples)) > 1e-6:
+        raise ConfigError(
+            f"step_seconds={step_seconds} is not a whole number of samples at {SAMPLE_RATE} Hz ({samples:.3f})"
+        )
+    return round(samples)
+
+
+def new_manifest(step_seconds: float, heads: Mapping[str, Mapping[str, object]]) -> dict:
+    """An empty manifest for shards with ``heads`` (name -> {"classes": int, "teacher": str})."""
+    if not heads:
+        raise ConfigError("at least one teacher head is needed (objects and/or scenes)")
+    return {
+        "format": SHARD_FORMAT,
+        "sample_rate": SAMPLE_RATE,
+        "step_seconds": float(step_seconds),
+        "step_samples": step_samples_for(step_seconds),
+        "heads": {name: {"classes": int(h["classes"]), "teacher": str(h["teacher"])} for name, h in heads.items()},
+        "shards": [],
+        "videos": {},
+    }
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """Read and check a shard folder's ``manifest.json``."""
+    path = Path(directory) / MANIFEST_NAME
+    if not Path(directory).is_dir():
+        raise ConfigError(f"shard folder {str(directory)!r} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{str(directory)!r} is not a teacher-shard folder: it has no {MANIFEST_NAME}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{str(path)!r}: cannot read the manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != SHARD_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ConfigError(f"{str(path)!r}: expected format {SHARD_FORMAT!r}, found {found!r}")
+    return manifest
+
+
+def write_manifest(directory: str | os.PathLike, manifest: Mapping) -> None:
+    """Write ``manifest.json`` atomically (a crash leaves the previous one intact)."""
+    path = Path(directory) / MANIFEST_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------------------------------- records
+def encode_record(video: str, audio: np.ndarray, teachers: Mapping[str, np.ndarray], step_samples: int) -> bytes:
+    """Serialise one video as a ``tf.train.Example``: int16 audio, per-head float32 (steps, classes) teachers."""
+    import tensorflow as tf
+
+    audio = np.asarray(audio, np.float32)
+    num_steps = audio.shape[0] // step_samples
+    if num_steps < 1 or audio.shape[0] != num_steps * step_samples:
+        raise ConfigError(
+            f"{video}: audio must be a whole number of {step_samples}-sample windows, got {audio.shape[0]} samples"
+        )
+    pcm = np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2")
+    feature = {
+        "video": tf.train.Feature(bytes_list=tf.train.BytesList(value=[video.encode()])),
+        "num_steps": tf.train.Feature(int64_list=tf.train.Int64List(value=[num_steps])),
+        "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pcm.tobytes()])),
+    }
+    for head, probs in teachers.items():
+        probs = np.asarray(probs, "<f4")
+        if probs.ndim != 2 or probs.shape[0] != num_steps:
+            raise ConfigError(f"{video}: teacher {head!r} must be ({num_steps}, classes), got shape {probs.shape}")
+        feature[head] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[probs.tobytes()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+class ShardWriter:
+    """Write records to ``shard-NNNNN.tfrecord`` through a temporary file, renamed into place on :meth:`close`."""
+
+    def __init__(self, directory: str | os.PathLike, index: int) -> None:
+        import tensorflow as tf
+
+        self.name = f"shard-{index:05d}.tfrecord"
+        self.path = Path(directory) / self.name
+        self._tmp = self.path.with_name(self.name + ".partial")
+        self._writer = tf.io.TFRecordWriter(str(self._tmp))
+        self.videos: list[tuple[str, int]] = []
+
+    def write(self, video: str, record: bytes, num_steps: int) -> None:
+        self._writer.write(record)
+        self.videos.append((video, num_steps))
+
+    def close(self) -> None:
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def abandon(self) -> None:
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def add_shard(manifest: dict, shard: ShardWriter) -> None:
+    """Record a closed shard and its videos (status ``done``) in ``manifest``."""
+    manifest["shards"].append({"file": shard.name, "examples": len(shard.videos)})
+    for video, steps in shard.videos:
+        manifest["videos"][video] = {"status": "done", "shard": shard.name, "steps": int(steps)}
+
+
+def next_shard_index(manifest: Mapping) -> int:
+    """Index for a new shard file after the ones the manifest lists."""
+    indices = [int(s["file"].split("-")[1].split(".")[0]) for s in manifest["shards"]]
+    return max(indices, default=-1) + 1
+
+
+# ---------------------------------------------------------------------------------------------- alignment
+def crop_alignment(arch: str, crop_steps: int, step_samples: int) -> np.ndarray:
+    """Teacher window (within a crop) that each student output frame is trained against (see module docstring)."""
+    layer_table(arch)
+    crop_samples = crop_steps * step_samples
+    frames = output_length(arch, "objects", crop_samples)
+    if frames < 1:
+        from ..architecture import geometry
+
+        need = geometry(arch, "objects").min_samples
+        raise ConfigError(
+            f"a crop of {crop_steps} teacher windows ({crop_samples} samples) is too short for {arch}: its heads "
+            f"need at least {need} samples ({need / SAMPLE_RATE:.2f} s); use more crop steps"
+        )
+    return np.floor((np.arange(frames) + 0.5) * crop_steps / frames).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What :func:`make_dataset` built: shapes, heads and how many records are long enough for a crop."""
+
+    heads: dict[str, int]
+    crop_steps: int
+    crop_samples: int
+    frames: int
+    alignment: np.ndarray
+    usable_examples: int
+    total_examples: int
+    step_seconds: float
+
+
+def crop_steps_for(manifest: Mapping, crop_seconds: float) -> int:
+    """Number of whole teacher windows in ``crop_seconds`` (the original: 20 s / 5 s = 4)."""
+    steps = crop_seconds / manifest["step_seconds"]
+    if steps < 1 or abs(steps - round(steps)) > 1e-6:
+        raise ConfigError(
+            f"crop of {crop_seconds} s must be a positive whole number of {manifest['step_seconds']} s teacher windows"
+        )
+    return round(steps)
+
+
+def make_dataset(
+    shard_dir: str | os.PathLike,
+    *,
+    arch: str,
+    batch_size: int,
+    crop_steps: int | None = None,
+    heads: Sequence[str] | None = None,
+    seed: int = 0,
+    shuffle_buffer: int = 256,
+    training: bool = True,
+    skip_batches: int = 0,
+    cycle_length: int = 4,
+):
+    """The training (or evaluation) ``tf.data.Dataset`` of (audio crops, {head: aligned teacher}) batches.
+
+    Training: shard files are shuffled and read in parallel (``interleave``), repeated forever, records shuffled
+    in a ``shuffle_buffer``; each record is cropped at a random window boundary with a stateless RNG seeded by
+    ``(seed, record position)``, so the whole stream is a deterministic function of ``seed``. ``skip_batches``
+    drops the first batches before any decoding (used to resume an interrupted run exactly). Evaluation
+    (``training=False``): one pass, in order, first crop of each record. Records shorter than the crop are
+    skipped. Returns ``(dataset, DatasetInfo)``.
+    """
+    import tensorflow as tf
+
+    manifest = read_manifest(shard_dir)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    step_samples = int(manifest["step_samples"])
+    crop_steps = crop_steps or crop_steps_for(manifest, DEFAULT_CROP_SECONDS)
+    head_classes = {name: int(h["classes"]) for name, h in manifest["heads"].items()}
+    if heads is not None:
+        missing = [h for h in heads if h not in head_classes]
+        if missing:
+            raise ConfigError(
+                f"shards in {str(shard_dir)!r} have no teacher for {missing}; they have {list(head_classes)}"
+            )
+        head_classes = {h: head_classes[h] for h in heads}
+    alignment = crop_alignment(arch, crop_steps, step_samples)
+    files = [str(Path(shard_dir) / s["file"]) for s in manifest["shards"] if s["examples"] > 0]
+    total = sum(1 for v in manifest["videos"].values() if v["status"] == "done")
+    usable = sum(1 for v in manifest["videos"].values() if v["status"] == "done" and v["steps"] >= crop_steps)
+    info = DatasetInfo(
+        head_classes,
+        crop_steps,
+        crop_steps * step_samples,
+        len(alignment),
+        alignment,
+        usable,
+        total,
+        float(manifest["step_seconds"]),
+    )
+    if usable == 0:
+        raise ConfigError(
+            f"no video in {str(shard_dir)!r} is long enough for a crop of {crop_steps} teacher windows "
+            f"({crop_steps * manifest['step_seconds']} s); {total} videos are there"
+        )
+
+    scalar = {"num_steps": tf.io.FixedLenFeature([], tf.int64)}
+    full = {**scalar, "audio": tf.io.FixedLenFeature([], tf.string)}
+    full.update({h: tf.io.FixedLenFeature([], tf.string) for h in head_classes})
+    align = tf.constant(alignment)
+    crop_samples = crop_steps * step_samples
+
+    def long_enough(record):
+        return tf.io.parse_single_example(record, scalar)["num_steps"] >= crop_steps
+
+    def decode(index, record):
+        ex = tf.io.parse_single_example(record, full)
+        num_steps = ex["num_steps"]
+        if training:
+            start = tf.random.stateless_uniform(
+                [],
+                seed=tf.stack([tf.constant(seed, tf.int64), index]),
+                minval=0,
+                maxval=num_steps - crop_steps + 1,
+                dtype=tf.int64,
+            )
+        else:
+            start = tf.constant(0, tf.int64)
+        pcm = tf.io.decode_raw(ex["audio"], tf.int16, little_endian=True)
+        audio = tf.cast(pcm[start * step_samples : start * step_samples + crop_samples], tf.float32) / 32768.0
+        audio = tf.ensure_shape(audio, [crop_samples])
+        targets = {}
+        for head, classes in head_classes.items():
+            probs = tf.reshape(tf.io.decode_raw(ex[head], tf.float32, little_endian=True), [-1, classes])
+            window = probs[start : start + crop_steps]
+            targets[head] = tf.ensure_shape(tf.gather(window, align), [len(alignment), classes])
+        return audio, targets
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+        ds = ds.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=max(1, min(cycle_length, len(files))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        ds = ds.filter(long_enough).shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    else:
+        ds = tf.data.TFRecordDataset(files).filter(long_enough)
+    ds = ds.enumerate()
+    if skip_batches:
+        ds = ds.skip(skip_batches * batch_size)
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
+    return ds.with_options(options), info
+
+
+# ------------------------------------------------------------------------------------------- synthetic data
+SYNTHETIC_FREQUENCIES = (150.0, 400.0, 1100.0, 3000.0, 6000.0)
+
+
+def synthetic_teacher(label: int, classes: int) -> np.ndarray:
+    """The synthetic task's teacher distribution for ``label``: 0.8 on it, 0.2 on the next class, zeros elsewhere."""
+    probs = np.zeros(classes, np.float32)
+    probs[label % classes] += 0.8
+    probs[(label + 1) % classes] += 0.2
+    return probs
+
+
+def write_synthetic_shards(
+    directory: str | os.PathLike,
+    *,
+    num_videos: int = 32,
+    steps_per_video: Iterable[int] | int = 3,
+    step_seconds: float = 1.0,
+    classes: Mapping[str, int] | None = None,
+    videos_per_shard: int = 8,
+    seed: int = 0,
+) -> Path:
+    """Write a shard folder for a task whose teacher is a known function of the signal (tests, benchmarks).
+
+    Video ``i`` is a noisy tone at one of :data:`SYNTHETIC_FREQUENCIES` (``label = i mod len``); every window's
+    teacher is :func:`synthetic_teacher` of the label (objects) and of ``label`` again for scenes (with its own
+    class count), so a student that hears the pitch can match the teacher exactly. Returns the folder.
+    """
+    classes = dict(classes or {"objects": 5, "scenes": 3})
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    step_samples = step_samples_for(step_seconds)
+    manifest = new_manifest(step_seconds, {h: {"classes": c, "teacher": "synthetic"} for h, c in classes.items()})
+    rng = np.random.default_rng(seed)
+    steps = [steps_per_video] * num_videos if isinstance(steps_per_video, int) else list(steps_per_video)
+    writer = None
+    for i in range(num_videos):
+        if writer is None:
+            writer = ShardWriter(directory, next_shard_index(manifest))
+        label = i % len(SYNTHETIC_FREQUENCIES)
+        n = steps[i] * step_samples
+        t = np.arange(n) / SAMPLE_RATE
+        freq = SYNTHETIC_FREQUENCIES[label] * rng.uniform(0.95, 1.05)
+        audio = rng.uniform(0.3, 0.6) * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
+        audio = (audio + 0.02 * rng.standard_normal(n)).astype(np.float32)
+        teachers = {h: np.tile(synthetic_teacher(label, c), (steps[i], 1)) for h, c in classes.items()}
+        video = f"synthetic-{i:04d}"
+        writer.write(video, encode_record(video, audio, teachers, step_samples), steps[i])
+        if len(writer.videos) >= videos_per_shard or i == num_videos - 1:
+            writer.close()
+            add_shard(manifest, writer)
+            writer = None
+    write_manifest(directory, manifest)
+    return directory

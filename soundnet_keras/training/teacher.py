@@ -1,0 +1,438 @@
+"""Teacher shards from videos: audio track + image-teacher class distributions per window, as TFRecord shards.
+
+For every video: the audio track is decoded to 22,050 Hz mono with ffmpeg; one frame is taken at the centre of
+each ``step_seconds`` window (the original: one per 5 s), resized (shorter side) and centre-cropped to the teacher's
+input size; each teacher image model gives a class distribution per frame. The audio (cut to whole windows) and the
+distributions go into ``shard-NNNNN.tfrecord`` files described by ``manifest.json`` (see
+:mod:`~soundnet_keras.training.data`).
+
+Teachers are any Keras image classifiers, one per student head (``objects``: an ImageNet CNN, 1000 classes;
+``scenes``: a Places CNN): a ``keras.applications`` model by name (``"vgg16"``, ``"resnet50"``, ...; ImageNet
+weights are downloaded by Keras on first use) with its own preprocessing, or a saved ``.keras`` / ``.h5`` model file
+(preprocessing named with ``preprocess=``: ``none`` (RGB 0..255), ``unit`` (÷255), ``tf`` ([-1, 1]), ``caffe``,
+``torch``). Outputs must be probabilities unless ``output=logits`` is given.
+
+Resumable: a shard's videos enter the manifest only once the shard file is complete, so a rerun skips exactly the
+finished videos (and the ones recorded as failed, unless ``retry_failed``); a broken video (unreadable, no audio
+track, shorter than one window) is reported, recorded as failed and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..architecture import HEAD_NAMES, SAMPLE_RATE
+from ..errors import ConfigError, SoundNetError
+from .data import (
+    ShardWriter,
+    add_shard,
+    encode_record,
+    new_manifest,
+    next_shard_index,
+    read_manifest,
+    step_samples_for,
+    write_manifest,
+)
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
+PREPROCESS_MODES = ("none", "unit", "tf", "caffe", "torch")
+OUTPUT_KINDS = ("probabilities", "logits")
+
+# keras.applications models by lower-case name: (class name, module with preprocess_input)
+APPLICATIONS: dict[str, tuple[str, str]] = {
+    "vgg16": ("VGG16", "vgg16"),
+    "vgg19": ("VGG19", "vgg19"),
+    "resnet50": ("ResNet50", "resnet"),
+    "resnet101": ("ResNet101", "resnet"),
+    "resnet152": ("ResNet152", "resnet"),
+    "resnet50v2": ("ResNet50V2", "resnet_v2"),
+    "resnet101v2": ("ResNet101V2", "resnet_v2"),
+    "resnet152v2": ("ResNet152V2", "resnet_v2"),
+    "inceptionv3": ("InceptionV3", "inception_v3"),
+    "inceptionresnetv2": ("InceptionResNetV2", "inception_resnet_v2"),
+    "xception": ("Xception", "xception"),
+    "mobilenet": ("MobileNet", "mobilenet"),
+    "mobilenetv2": ("MobileNetV2", "mobilenet_v2"),
+    "densenet121": ("DenseNet121", "densenet"),
+    "densenet169": ("DenseNet169", "densenet"),
+    "densenet201": ("DenseNet201", "densenet"),
+    "nasnetmobile": ("NASNetMobile", "nasnet"),
+    "nasnetlarge": ("NASNetLarge", "nasnet"),
+    **{f"efficientnetb{i}": (f"EfficientNetB{i}", "efficientnet") for i in range(8)},
+    **{f"convnext{s}": (f"ConvNeXt{s.capitalize()}", "convnext") for s in ("tiny", "small", "base", "large")},
+}
+
+
+class FFmpegNotFoundError(SoundNetError):
+    """ffmpeg / ffprobe (system tools needed to read videos) are not installed."""
+
+
+class VideoError(SoundNetError):
+    """A video cannot be used (unreadable, no audio track, too short)."""
+
+
+# ------------------------------------------------------------------------------------------------------ ffmpeg
+def find_ffmpeg() -> tuple[str, str]:
+    """Paths of ``ffmpeg`` and ``ffprobe``; :class:`FFmpegNotFoundError` with install hints when absent."""
+    ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
+    if not ffmpeg or not ffprobe:
+        missing = " and ".join(n for n, p in (("ffmpeg", ffmpeg), ("ffprobe", ffprobe)) if not p)
+        raise FFmpegNotFoundError(
+            f"{missing} not found on PATH: reading videos needs the ffmpeg system tools; install them "
+            "(Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg; conda: conda install ffmpeg)"
+        )
+    return ffmpeg, ffprobe
+
+
+def _run(command: Sequence[str], video: Path) -> bytes:
+    try:
+        done = subprocess.run(list(command), capture_output=True, check=False)
+    except OSError as exc:
+        raise VideoError(f"{video}: cannot run {command[0]}: {exc}") from None
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip().splitlines()
+        raise VideoError(f"{video}: {Path(command[0]).name} failed: {message[-1] if message else 'no message'}")
+    return done.stdout
+
+
+def has_audio(video: Path, ffprobe: str) -> bool:
+    """Whether ``video`` has an audio stream."""
+    out = _run(
+        [ffprobe, "-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0", str(video)],
+        video,
+    )
+    return bool(out.strip())
+
+
+def extract_audio(video: Path, ffmpeg: str, ffprobe: str) -> np.ndarray:
+    """The first audio track of ``video`` as float32 mono (channels mixed) at 22,050 Hz."""
+    if not has_audio(video, ffprobe):
+        raise VideoError(f"{video}: has no audio track")
+    raw = _run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(video),
+            "-map",
+            "0:a:0",
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            str(SAMPLE_RATE),
+            "-f",
+            "f32le",
+            "-acodec",
+            "pcm_f32le",
+            "-",
+        ],
+        video,
+    )
+    audio = np.frombuffer(raw, "<f4").astype(np.float32)
+    if not np.all(np.isfinite(audio)):
+        raise VideoError(f"{video}: the audio track decodes to NaN or Inf samples")
+    return np.clip(audio, -1.0, 1.0)
+
+
+def extract_frames(video: Path, ffmpeg: str, step_seconds: float, count: int, size: tuple[int, int]) -> np.ndarray:
+    """Up to ``count`` RGB frames (uint8, (n, height, width, 3)), one at the centre of each window.
+
+    Frames are scaled so that they cover ``size`` and centre-cropped to it.
+    """
+    height, width = size
+    filters = (
+        f"fps=1/{step_seconds:g},scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height}"
+    )
+    raw = _run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-ss",
+            f"{step_seconds / 2:g}",
+            "-i",
+            str(video),
+            "-map",
+            "0:v:0",
+            "-an",
+            "-vf",
+            filters,
+            "-frames:v",
+            str(count),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        video,
+    )
+    frame_bytes = height * width * 3
+    n = len(raw) // frame_bytes
+    return np.frombuffer(raw[: n * frame_bytes], np.uint8).reshape(n, height, width, 3)
+
+
+# ------------------------------------------------------------------------------------------------------ teachers
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Which image model teaches a head: ``source`` is a ``keras.applications`` name or a model file."""
+
+    head: str
+    source: str
+    preprocess: str | None = None
+    output: str = "probabilities"
+    size: int | None = None
+    weights: str | None = "imagenet"
+
+    @property
+    def description(self) -> str:
+        return f"{self.source} (preprocess={self.preprocess or 'model default'}, output={self.output})"
+
+
+def parse_teacher_spec(head: str, text: str) -> TeacherSpec:
+    """Parse ``"NAME_OR_PATH[,preprocess=MODE][,output=logits][,size=224][,weights=none]"`` for ``head``."""
+    if head not in HEAD_NAMES:
+        raise ConfigError(f"teacher head must be one of {HEAD_NAMES}, got {head!r}")
+    parts = [p.strip() for p in str(text).split(",")]
+    if not parts[0]:
+        raise ConfigError(f"{head} teacher: expected a keras.applications name or a model file, got {text!r}")
+    options: dict[str, object] = {}
+    for part in parts[1:]:
+        key, sep, value = part.partition("=")
+        if not sep or key not in ("preprocess", "output", "size", "weights"):
+            raise ConfigError(f"{head} teacher option {part!r}: expected preprocess=, output=, size= or weights=")
+        if key == "size":
+            if not value.isdigit() or int(value) < 8:
+                raise ConfigError(f"{head} teacher size must be an integer of at least 8 pixels, got {value!r}")
+            options[key] = int(value)
+        elif key == "weights":
+            options[key] = None if value.lower() == "none" else value
+        else:
+            options[key] = value
+    spec = TeacherSpec(head, parts[0], **options)  # type: ignore[arg-type]
+    if spec.preprocess is not None and spec.preprocess not in PREPROCESS_MODES:
+        raise ConfigError(f"{head} teacher preprocess must be one of {PREPROCESS_MODES}, got {spec.preprocess!r}")
+    if spec.output not in OUTPUT_KINDS:
+        raise ConfigError(f"{head} teacher output must be one of {OUTPUT_KINDS}, got {spec.output!r}")
+    return spec
+
+
+def _preprocess_fn(mode: str) -> Callable[[np.ndarray], np.ndarray]:
+    from keras.applications import imagenet_utils
+
+    if mode == "none":
+        return lambda x: x
+    if mode == "unit":
+        return lambda x: x / 255.0
+    return lambda x: imagenet_utils.preprocess_input(x, mode=mode)
+
+
+@dataclass
+class Teacher:
+    """A loaded teacher: ``probabilities(frames)`` maps uint8 RGB frames to (frames, classes) distributions."""
+
+    spec: TeacherSpec
+    model: object
+    size: tuple[int, int]
+    classes: int
+    preprocess: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+
+    def probabilities(self, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        outputs = []
+        for i in range(0, len(frames), batch_size):
+            batch = self.preprocess(frames[i : i + batch_size].astype(np.float32))
+            outputs.append(np.asarray(self.model(batch, training=False), np.float64))
+        scores = np.concatenate(outputs).reshape(len(frames), -1)
+        if self.spec.output == "logits":
+            scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        elif np.any(scores < -1e-6) or np.any(np.abs(scores.sum(axis=1) - 1) > 1e-3):
+            raise ConfigError(
+                f"{self.spec.head} teacher {self.spec.source!r} does not output probabilities (row sums "
+                f"{scores.sum(axis=1)[:3].round(4).tolist()}...); add ',output=logits' to its spec if it gives logits"
+            )
+        scores = np.clip(scores, 0, None)
+        return (scores / scores.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def load_teacher(spec: TeacherSpec) -> Teacher:
+    """Load the image model of ``spec`` (``keras.applications`` by name, or a saved model file)."""
+    import keras
+
+    path = Path(spec.source).expanduser()
+    key = spec.source.lower().replace("_", "").replace("-", "")
+    if path.suffix in (".keras", ".h5") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{spec.head} teacher model file {str(path)!r} does not exist")
+        try:
+            model = keras.saving.load_model(str(path), compile=False)
+        except Exception as exc:  # Keras raises many types for a bad file
+            raise ConfigError(f"{spec.head} teacher {str(path)!r}: cannot load it as a Keras model ({exc})") from None
+        preprocess = _preprocess_fn(spec.preprocess or "none")
+    elif key in APPLICATIONS:
+        class_name, module = APPLICATIONS[key]
+        import importlib
+
+        app_module = importlib.import_module(f"keras.applications.{module}")
+        kwargs = {"weights": spec.weights}
+        if spec.size:
+            kwargs["input_shape"] = (spec.size, spec.size, 3)
+        model = getattr(keras.applications, class_name)(**kwargs)
+        preprocess = _preprocess_fn(spec.preprocess) if spec.preprocess else app_module.preprocess_input
+    else:
+        raise ConfigError(
+            f"{spec.head} teacher {spec.source!r} is neither a model file nor a keras.applications model; known "
+            f"names: {', '.join(sorted(APPLICATIONS))}"
+        )
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ConfigError(
+            f"{spec.head} teacher {spec.source!r} must take (batch, height, width, 3) images, "
+            f"its input shape is {shape}"
+        )
+    height, width = shape[1] or spec.size or 224, shape[2] or spec.size or 224
+    out_shape = tuple(model.output_shape)
+    if len(out_shape) != 2 or not out_shape[1]:
+        raise ConfigError(f"{spec.head} teacher {spec.source!r} must output (batch, classes), gives {out_shape}")
+    return Teacher(spec, model, (int(height), int(width)), int(out_shape[1]), preprocess)
+
+
+# ------------------------------------------------------------------------------------------------------ videos
+def collect_videos(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Video files from folders (searched recursively by extension), list files (``.txt``: one path a line,
+    relative to the list's folder) and video paths, in a stable order without duplicates."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS))
+        elif path.is_file() and path.suffix.lower() == ".txt":
+            for line in path.read_text().splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    entry = Path(line.strip()).expanduser()
+                    found.append(entry if entry.is_absolute() else path.parent / entry)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ConfigError(f"video input {str(path)!r} does not exist (expected a video, a folder or a .txt list)")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise ConfigError(
+            f"no video files found in {[str(i) for i in inputs]} (extensions {', '.join(VIDEO_EXTENSIONS)})"
+        )
+    return unique
+
+
+@dataclass
+class ExtractReport:
+    """Outcome of :func:`extract_shards`."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def process_video(
+    video: Path, teachers: Mapping[str, Teacher], step_seconds: float, ffmpeg: str, ffprobe: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Audio (whole windows) and per-head teacher distributions (windows, classes) of one video."""
+    step_samples = step_samples_for(step_seconds)
+    audio = extract_audio(video, ffmpeg, ffprobe)
+    windows = len(audio) // step_samples
+    if windows < 1:
+        raise VideoError(
+            f"{video}: audio is {len(audio) / SAMPLE_RATE:.2f} s, shorter than one {step_seconds:g}-s window"
+        )
+    frames_by_size: dict[tuple[int, int], np.ndarray] = {}
+    for teacher in teachers.values():
+        if teacher.size not in frames_by_size:
+            frames_by_size[teacher.size] = extract_frames(video, ffmpeg, step_seconds, windows, teacher.size)
+    windows = min([windows, *(len(f) for f in frames_by_size.values())])
+    if windows < 1:
+        raise VideoError(f"{video}: no video frame could be decoded")
+    distributions = {h: t.probabilities(frames_by_size[t.size][:windows]) for h, t in teachers.items()}
+    return audio[: windows * step_samples], distributions
+
+
+def extract_shards(
+    videos: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    teachers: Mapping[str, Teacher],
+    *,
+    step_seconds: float = 5.0,
+    videos_per_shard: int = 64,
+    retry_failed: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> ExtractReport:
+    """Write teacher shards for ``videos`` into ``output_dir`` (resumable; see the module docstring)."""
+    say = log or (lambda message: None)
+    ffmpeg, ffprobe = find_ffmpeg()
+    if not teachers:
+        raise ConfigError("at least one teacher is needed (objects and/or scenes)")
+    if isinstance(videos_per_shard, bool) or not isinstance(videos_per_shard, int) or videos_per_shard < 1:
+        raise ConfigError(f"videos_per_shard must be a positive integer, got {videos_per_shard!r}")
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    heads = {h: {"classes": t.classes, "teacher": t.spec.description} for h, t in teachers.items()}
+    if (output / "manifest.json").exists():
+        manifest = read_manifest(output)
+        if manifest["step_seconds"] != float(step_seconds) or manifest["heads"] != heads:
+            raise ConfigError(
+                f"{output} already holds shards made with other settings (step {manifest['step_seconds']} s, heads "
+                f"{manifest['heads']}); now step {float(step_seconds)} s, heads {heads}. Use another output folder"
+            )
+    else:
+        manifest = new_manifest(step_seconds, heads)
+        write_manifest(output, manifest)
+    step_samples = manifest["step_samples"]
+    report = ExtractReport()
+    writer: ShardWriter | None = None
+    todo = []
+    for video in videos:
+        key = str(Path(video).resolve())
+        state = manifest["videos"].get(key, {}).get("status")
+        if state == "done" or (state == "failed" and not retry_failed):
+            report.skipped.append(key)
+        else:
+            todo.append(key)
+    say(f"{len(todo)} video(s) to process, {len(report.skipped)} already done or failed before")
+    try:
+        for i, key in enumerate(todo, 1):
+            try:
+                audio, distributions = process_video(Path(key), teachers, step_seconds, ffmpeg, ffprobe)
+            except VideoError as exc:
+                say(f"[{i}/{len(todo)}] skipped: {exc}")
+                report.failed.append((key, str(exc)))
+                manifest["videos"][key] = {"status": "failed", "error": str(exc)}
+                write_manifest(output, manifest)
+                continue
+            if writer is None:
+                writer = ShardWriter(output, next_shard_index(manifest))
+            steps = len(audio) // step_samples
+            writer.write(key, encode_record(key, audio, distributions, step_samples), steps)
+            report.done.append(key)
+            say(f"[{i}/{len(todo)}] {Path(key).name}: {steps} window(s)")
+            if len(writer.videos) >= videos_per_shard:
+                writer.close()
+                add_shard(manifest, writer)
+                write_manifest(output, manifest)
+                writer = None
+        if writer is not None:
+            writer.close()
+            add_shard(manifest, writer)
+            write_manifest(output, manifest)
+            writer = None
+    finally:
+        if writer is not None:  # interrupted: the open shard's videos are redone on the next run
+            writer.abandon()
+    return report

@@ -1,0 +1,364 @@
+"""Student–teacher training of SoundNet on teacher shards, on one device, all GPUs of a machine, or many machines.
+
+:func:`train` runs the whole procedure of the authors' ``main_train.lua`` with Keras ``fit``:
+
+* **Strategy** (``default`` | ``mirrored`` | ``multiworker``): the model and optimizer are created in
+  ``strategy.scope()``. ``multiworker`` is configured by ``TF_CONFIG`` (one process per machine, all started with
+  the same arguments); without ``TF_CONFIG`` it runs as a single worker.
+* **Batch and learning rate**: ``batch_size`` is the *global* batch (the original: 64), split evenly over the
+  replicas (it must be divisible by their number). The loss is the mean over the global batch (Keras divides each
+  replica's loss by the number of replicas, and gradients are summed across replicas), so one step on N replicas
+  equals one step on one device with the same global batch, and the learning rate needs no change.
+  ``scale_lr=True`` applies the linear scaling rule instead (``lr × batch_size / 64``) for users who raise the
+  global batch. BatchNorm statistics are synchronised across replicas (global-batch statistics, as on one device).
+* **Precision**: ``float32`` (default), ``mixed_float16`` (GPUs; the optimizer gets dynamic loss scaling) or
+  ``mixed_bfloat16`` (recent CPUs / TPUs / Ampere+ GPUs). The loss is always computed in float32.
+* **Steps, checkpoints and resumption**: training runs ``steps`` optimizer steps; a Keras *epoch* is one checkpoint
+  interval of ``checkpoint_every`` steps. At each interval's end a numbered checkpoint is written
+  (``checkpoints/step-NNNNNNNN.weights.h5``, the package's weights format when the heads have the standard sizes,
+  loadable with ``SoundNet.from_pretrained``) and ``BackupAndRestore`` backs up weights and optimizer state. A
+  killed run started again with the same arguments restores the last backup and skips the batches already
+  consumed, so (with ``deterministic=True``) it ends with the same weights as an uninterrupted run.
+* **Logs**: TensorBoard scalars in ``logs/`` and Keras' progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, heads, layer_table, trunk
+from ..errors import ConfigError
+from .data import crop_steps_for, make_dataset, read_manifest
+from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+REFERENCE_BATCH = 64
+"""The original's batch size, the reference of ``scale_lr``."""
+STANDARD_CLASSES = {"objects": OBJECT_CLASSES, "scenes": SCENE_CLASSES}
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+def worker_info() -> tuple[str, int, bool]:
+    """(task type, task index, is chief) of this process from ``TF_CONFIG`` (``("worker", 0, True)`` without it)."""
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw:
+        return "worker", 0, True
+    try:
+        config = json.loads(raw)
+        task = config.get("task", {})
+        kind, index = str(task.get("type", "worker")), int(task.get("index", 0))
+        cluster = config.get("cluster", {})
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"TF_CONFIG is not valid JSON with a 'task' entry: {exc}") from None
+    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    return kind, index, chief
+
+
+def make_strategy(kind: str = "default", devices: Sequence[str] | None = None):
+    """A ``tf.distribute`` strategy: ``default`` (one device), ``mirrored`` (``devices`` or all GPUs, else the
+    CPU), ``multiworker`` (``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``)."""
+    import tensorflow as tf
+
+    if kind == "default":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+    if kind == "multiworker":
+        if devices:
+            raise ConfigError("devices cannot be chosen for the multiworker strategy; TF_CONFIG describes the cluster")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"unknown strategy {kind!r}: expected one of {', '.join(STRATEGIES)}")
+
+
+def set_precision(precision: str) -> None:
+    """Set Keras' global dtype policy (``float32``, ``mixed_float16`` or ``mixed_bfloat16``)."""
+    import keras
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    keras.mixed_precision.set_global_policy(precision)
+
+
+# ------------------------------------------------------------------------------------------------ the student
+def load_init_params(init: str | os.PathLike, arch: str) -> dict:
+    """Keras-layout parameters from a preset name (``"soundnet8"``) or a ``.weights.h5`` / ``.t7`` / ``.npy`` file."""
+    from ..pretrained import resolve
+    from ..weights import load_weights
+
+    weights = load_weights(resolve(init, log=None))
+    if weights.architecture != arch:
+        raise ConfigError(f"initial weights {str(init)!r} are for {weights.architecture!r}, but arch is {arch!r}")
+    return weights.params
+
+
+def build_student(
+    arch: str = "soundnet8",
+    head_classes: Mapping[str, int] | None = None,
+    *,
+    init: str | os.PathLike | None = None,
+    synchronized_batchnorm: bool = True,
+):
+    """The SoundNet model to train: ``arch`` with one output per head in ``head_classes`` (name -> classes).
+
+    Heads with the standard sizes (objects 1000, scenes 401) are the architecture's own; another size (e.g. a
+    Places365 teacher) gets a new head convolution with the same kernel/stride/padding. ``init`` loads pretrained
+    weights (preset name or file) into the trunk and every standard-size head before any head is replaced.
+    Call inside ``strategy.scope()`` for distributed training.
+    """
+    import keras
+
+    from ..network import build_network, set_params, stage_layer
+
+    head_classes = dict(head_classes or STANDARD_CLASSES)
+    unknown = [h for h in head_classes if h not in HEAD_NAMES]
+    if unknown or not head_classes:
+        raise ConfigError(f"heads must be among {HEAD_NAMES}, got {list(head_classes)}")
+    base = build_network(arch)
+    if init is not None:
+        set_params(base, arch, load_init_params(init, arch))
+    if synchronized_batchnorm:
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True  # global-batch statistics under MirroredStrategy (read at call time)
+    features = base.get_layer(stage_layer(arch, trunk(arch)[-1].name)).output
+    outputs = {}
+    for spec in heads(arch):
+        if spec.name not in head_classes:
+            continue
+        classes = int(head_classes[spec.name])
+        if classes == spec.filters:
+            outputs[spec.name] = base.get_layer(spec.name).output
+            continue
+        x = keras.layers.ZeroPadding1D(spec.pad, name=f"{spec.name}_{classes}_pad")(features) if spec.pad else features
+        outputs[spec.name] = keras.layers.Conv1D(
+            classes,
+            spec.kernel,
+            strides=spec.stride,
+            name=f"{spec.name}_{classes}",
+            kernel_initializer=keras.initializers.RandomNormal(0.0, 0.01),
+            bias_initializer="zeros",
+        )(x)
+    return keras.Model(base.input, outputs, name=f"{arch}_student")
+
+
+def compile_student(
+    model, *, learning_rate: float = 1e-3, beta_1: float = 0.9, loss_lambda: float = LOSS_LAMBDA, optimizer=None
+) -> None:
+    """Compile with Adam (the original's lr 0.001, β1 0.9; or ``optimizer``) and one :class:`TeacherKLDivergence`
+    per head."""
+    import keras
+
+    names = list(model.output.keys()) if isinstance(model.output, dict) else list(model.output_names)
+    weight = head_weight(len(names), loss_lambda)
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1),
+        loss={name: TeacherKLDivergence(weight, name=f"{name}_kl") for name in names},
+    )
+
+
+def standard_heads(model) -> bool:
+    """Whether ``model`` has both heads at the architecture's own sizes (exportable as a package weights file)."""
+    return set(model.output.keys()) == set(HEAD_NAMES) and all(
+        model.output[h].shape[-1] == STANDARD_CLASSES[h] for h in HEAD_NAMES
+    )
+
+
+def export_weights(model, arch: str, path: str | os.PathLike, source: str) -> Path:
+    """Write ``model``'s parameters: the package's ``.weights.h5`` format (standard heads) or Keras weights."""
+    from ..network import get_params
+    from ..weights import WeightsFile, save_weights
+
+    path = Path(path)
+    if standard_heads(model):
+        params = get_params(model)
+        expected = {spec.name for spec in layer_table(arch)} | {
+            f"{spec.name}_bn" for spec in layer_table(arch) if getattr(spec, "batchnorm", False)
+        }
+        params = {k: v for k, v in params.items() if k in expected}
+        return save_weights(path, WeightsFile(arch, params, source=source))
+    model.save_weights(str(path))
+    return path
+
+
+# -------------------------------------------------------------------------------------------------- training
+@dataclass
+class TrainConfig:
+    """Everything :func:`train` needs; the CLI ``soundnet-train`` maps its flags one to one onto these fields."""
+
+    shards: Path
+    output_dir: Path
+    arch: str = "soundnet8"
+    init: str | None = None
+    steps: int = 1000
+    batch_size: int = REFERENCE_BATCH
+    learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    scale_lr: bool = False
+    loss_lambda: float = LOSS_LAMBDA
+    crop_seconds: float = 20.0
+    heads: Sequence[str] | None = None
+    checkpoint_every: int = 500
+    strategy: str = "default"
+    devices: Sequence[str] | None = None
+    precision: str = "float32"
+    seed: int = 0
+    deterministic: bool = False
+    shuffle_buffer: int = 256
+    tensorboard: bool | None = None
+    """TensorBoard logs in ``output_dir/logs``: True (error when the ``tensorboard`` package is absent), False, or
+    None (when it is installed)."""
+    verbose: int | str = "auto"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    model: object
+    steps_done: int
+    history: dict
+    weights_path: Path | None
+    checkpoints: list[Path]
+    learning_rate: float
+    replicas: int
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def backed_up_epoch(backup_dir: Path) -> int:
+    """The epoch (checkpoint interval) a ``BackupAndRestore`` backup in ``backup_dir`` will resume at (0 if none)."""
+    meta = backup_dir / "training_metadata.json"
+    if not (backup_dir / "latest.weights.h5").is_file() or not meta.is_file():
+        return 0
+    try:
+        return int(json.loads(meta.read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"cannot read the training backup {str(meta)!r}: {exc}; delete {backup_dir} to start over"
+        ) from None
+
+
+def _tensorboard_wanted(setting: bool | None, say: Callable[[str], None]) -> bool:
+    import importlib.util
+
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if setting and not installed:
+        raise ConfigError(
+            "TensorBoard logs were asked for, but the 'tensorboard' package is not installed (pip install tensorboard)"
+        )
+    if setting is None and not installed:
+        say("TensorBoard logs off: the 'tensorboard' package is not installed (pip install tensorboard)")
+    return installed if setting is None else setting
+
+
+class _StepCheckpoint:
+    """Keras callback factory: numbered weights files at the end of every checkpoint interval (chief only)."""
+
+    @staticmethod
+    def create(arch: str, folder: Path, steps_per_epoch: int, source: str, written: list[Path]):
+        import keras
+
+        class StepCheckpoint(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                folder.mkdir(parents=True, exist_ok=True)
+                step = (epoch + 1) * steps_per_epoch
+                written.append(export_weights(self.model, arch, folder / f"step-{step:08d}.weights.h5", source))
+
+        return StepCheckpoint()
+
+
+def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: Callable[[str], None] | None = None):
+    """Train a student on ``config.shards`` (see the module docstring); returns a :class:`TrainResult`.
+
+    ``callbacks`` are extra Keras callbacks (run after the built-in ones); ``strategy`` overrides
+    ``config.strategy`` with a ready ``tf.distribute`` strategy.
+    """
+    import keras
+    import tensorflow as tf
+
+    say = log or (lambda message: None)
+    steps = _check_positive_int("steps", config.steps)
+    batch_size = _check_positive_int("batch_size", config.batch_size)
+    every = _check_positive_int("checkpoint_every", min(config.checkpoint_every, steps))
+    if not config.learning_rate > 0:
+        raise ConfigError(f"learning_rate must be positive, got {config.learning_rate!r}")
+    layer_table(config.arch)
+    manifest = read_manifest(config.shards)
+    crop_steps = crop_steps_for(manifest, config.crop_seconds)
+
+    previous_policy = keras.mixed_precision.global_policy()
+    set_precision(config.precision)
+    try:
+        keras.utils.set_random_seed(config.seed)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        strategy = strategy or make_strategy(config.strategy, config.devices)
+        replicas = strategy.num_replicas_in_sync
+        if batch_size % replicas:
+            raise ConfigError(
+                f"the global batch size {batch_size} must be divisible by the number of replicas ({replicas})"
+            )
+        lr = config.learning_rate * (batch_size / REFERENCE_BATCH if config.scale_lr else 1.0)
+        epochs = math.ceil(steps / every)
+        if epochs * every != steps:
+            say(f"steps rounded up from {steps} to {epochs * every}, a whole number of checkpoint intervals")
+        _, worker, chief = worker_info()
+        output = Path(config.output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        backup_dir = output / "backup" if chief else output / "backup" / f"worker-{worker}"
+        start_epoch = backed_up_epoch(backup_dir)
+        if start_epoch:
+            say(f"resuming from the backup in {backup_dir} at step {start_epoch * every}")
+        dataset, info = make_dataset(
+            config.shards,
+            arch=config.arch,
+            batch_size=batch_size,
+            crop_steps=crop_steps,
+            heads=config.heads,
+            seed=config.seed,
+            shuffle_buffer=config.shuffle_buffer,
+            skip_batches=start_epoch * every,
+        )
+        say(
+            f"{config.arch}: {info.usable_examples} of {info.total_examples} videos usable, crops of {crop_steps} x "
+            f"{info.step_seconds:g} s -> {info.frames} frames per head, heads {info.heads}; {replicas} replica(s), "
+            f"global batch {batch_size}, lr {lr:g}, precision {config.precision}"
+        )
+        with strategy.scope():
+            model = build_student(config.arch, info.heads, init=config.init)
+            compile_student(model, learning_rate=lr, beta_1=config.beta_1, loss_lambda=config.loss_lambda)
+        source = f"soundnet-train on {config.shards}"
+        written: list[Path] = []
+        checkpoint_dir = output / "checkpoints" if chief else Path(tempfile.mkdtemp(prefix="soundnet-worker-"))
+        cbs = [
+            keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=False),
+            _StepCheckpoint.create(config.arch, checkpoint_dir, every, source, written),
+        ]
+        if _tensorboard_wanted(config.tensorboard, say):
+            logs = output / "logs" if chief else output / "logs" / f"worker-{worker}"
+            cbs.append(keras.callbacks.TensorBoard(str(logs), update_freq=max(1, min(every, 50))))
+        cbs.extend(callbacks)
+        history = model.fit(
+            dataset, epochs=epochs, steps_per_epoch=every, callbacks=cbs, verbose=config.verbose, shuffle=False
+        )
+        weights_path = None
+        if chief:
+            name = "final.weights.h5" if standard_heads(model) else "final_keras.weights.h5"
+            weights_path = export_weights(model, config.arch, output / name, source)
+            say(f"wrote {weights_path}")
+        return TrainResult(model, epochs * every, dict(history.history), weights_path, written, lr, replicas)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)

@@ -1,0 +1,159 @@
+"""soundnet-teacher on tiny videos made with ffmpeg, with tiny random-weight Keras image teachers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundnet_keras.training.data import make_dataset, read_manifest
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+    reason="ffmpeg/ffprobe not installed (CI installs them: apt-get install ffmpeg)",
+)
+
+
+def _make_video(path: Path, seconds: float, *, audio: bool = True, freq: int = 440) -> Path:
+    command = [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size=64x48:rate=5:duration={seconds}",
+    ]
+    if audio:
+        command += ["-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate=44100:duration={seconds}", "-c:a", "aac"]
+    command += ["-c:v", "mpeg4", "-shortest", str(path)]
+    subprocess.run(command, check=True, capture_output=True)
+    return path
+
+
+def _tiny_teacher(path: Path, classes: int, seed: int) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
+    )
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("teacher")
+    videos = root / "videos"
+    videos.mkdir()
+    _make_video(videos / "a.mp4", 3.2, freq=300)
+    _make_video(videos / "b.mkv", 4.2, freq=900)
+    _make_video(videos / "silent.mp4", 3.0, audio=False)
+    (videos / "broken.mp4").write_bytes(b"not a video at all" * 50)
+    return {
+        "videos": videos,
+        "objects": _tiny_teacher(root / "objects.keras", 1000, 1),
+        "scenes": _tiny_teacher(root / "scenes.keras", 401, 2),
+        "out": root / "shards",
+    }
+
+
+def test_teacher_cli_writes_shards_skips_broken_and_resumes(
+    workspace: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from soundnet_keras.cli.teacher import main
+
+    argv = [
+        str(workspace["videos"]),
+        "-o",
+        str(workspace["out"]),
+        "--objects",
+        str(workspace["objects"]),
+        "--scenes",
+        str(workspace["scenes"]),
+        "--step-seconds",
+        "1",
+        "--videos-per-shard",
+        "1",
+        "-q",
+    ]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("2 video(s) written, 0 skipped") and "2 failed" in out
+    assert "silent.mp4" in err and "no audio track" in err and "broken.mp4" in err
+    manifest = read_manifest(workspace["out"])
+    done = {Path(k).name: v for k, v in manifest["videos"].items()}
+    assert done["a.mp4"]["status"] == "done" and done["a.mp4"]["steps"] == 3
+    assert done["b.mkv"]["steps"] == 4 and done["silent.mp4"]["status"] == "failed"
+    assert manifest["heads"]["objects"]["classes"] == 1000 and manifest["heads"]["scenes"]["classes"] == 401
+    assert len(manifest["shards"]) == 2
+
+    # rerun: everything skipped, nothing rewritten
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("0 video(s) written, 4 skipped")
+    assert json.loads((workspace["out"] / "manifest.json").read_text()) == manifest
+
+
+def test_shard_content_matches_the_teacher_on_the_frames(workspace: dict[str, Path]) -> None:
+    import tensorflow as tf
+
+    from soundnet_keras.training.teacher import (
+        extract_audio,
+        extract_frames,
+        find_ffmpeg,
+        load_teacher,
+        parse_teacher_spec,
+    )
+
+    ffmpeg, ffprobe = find_ffmpeg()
+    video = (workspace["videos"] / "b.mkv").resolve()
+    teacher = load_teacher(parse_teacher_spec("objects", str(workspace["objects"])))
+    frames = extract_frames(video, ffmpeg, 1.0, 4, teacher.size)
+    assert frames.shape == (4, 32, 32, 3)
+    expected = teacher.probabilities(frames)
+    audio = extract_audio(video, ffmpeg, ffprobe)
+    manifest = read_manifest(workspace["out"])
+    shard = workspace["out"] / manifest["videos"][str(video)]["shard"]
+    record = next(iter(tf.data.TFRecordDataset(str(shard))))
+    example = tf.train.Example.FromString(record.numpy())
+    stored = np.frombuffer(example.features.feature["objects"].bytes_list.value[0], "<f4").reshape(4, 1000)
+    np.testing.assert_allclose(stored, expected, rtol=1e-5, atol=1e-7)
+    pcm = np.frombuffer(example.features.feature["audio"].bytes_list.value[0], "<i2")
+    assert len(pcm) == 4 * 22050
+    np.testing.assert_allclose(pcm / 32768, audio[: len(pcm)], atol=1 / 32768 + 1e-6)
+    # a 900 Hz tone went in: its spectrum peaks there
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64)))
+    assert abs(np.argmax(spectrum) * 22050 / len(pcm) - 900) < 5
+
+    ds, info = make_dataset(workspace["out"], arch="soundnet5", batch_size=2, crop_steps=3)
+    audio_batch, targets = next(iter(ds))
+    assert audio_batch.shape == (2, 66150) and targets["scenes"].shape == (2, 1, 401)
+    assert info.usable_examples == 2
+
+
+def test_teacher_errors_are_clear(
+    workspace: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from soundnet_keras.cli.teacher import main
+
+    assert main([str(workspace["videos"]), "-o", str(workspace["out"])]) == 2
+    assert capsys.readouterr().err.strip() == "error: give at least one teacher: --objects SPEC and/or --scenes SPEC"
+    assert main([str(workspace["videos"]), "-o", "x", "--objects", "nosuchnet"]) == 2
+    assert "neither a model file nor a keras.applications model" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main([str(workspace["videos"]), "-o", "x", "--objects", str(workspace["objects"])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ffmpeg and ffprobe not found on PATH") and err.count("\n") == 1

@@ -1,0 +1,218 @@
+"""Student–teacher training: the KL loss, crop alignment, 2-replica equivalence, learning, kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundnet_keras.errors import ConfigError
+from soundnet_keras.training.data import crop_alignment, make_dataset, write_synthetic_shards
+from soundnet_keras.training.losses import TeacherKLDivergence, head_weight, reference_loss
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_shards(
+        tmp_path_factory.mktemp("synthetic"), num_videos=20, steps_per_video=[3, 4, 3, 5, 2] * 4, step_seconds=1.0
+    )
+
+
+def _random_teacher(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    p = rng.random(shape) * (rng.random(shape) < 0.5)  # about half the classes exactly zero
+    p[..., 0] += 1e-3  # every row has mass
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def test_kl_loss_equals_numpy_with_teacher_zeros(rng: np.random.Generator) -> None:
+    teacher = {"objects": _random_teacher(rng, (3, 4, 1000)), "scenes": _random_teacher(rng, (3, 4, 401))}
+    logits = {h: rng.normal(0, 3, p.shape) for h, p in teacher.items()}
+    assert (teacher["objects"] == 0).mean() > 0.3
+    weight = head_weight(2)
+    ours = sum(
+        float(TeacherKLDivergence(weight)(teacher[h].astype(np.float32), logits[h].astype(np.float32))) for h in teacher
+    )
+    assert np.isclose(ours, reference_loss(teacher, logits), rtol=1e-5)
+    # a hand-computed case: one-hot teacher, uniform student over 2 classes -> KL = log 2, averaged over C=2 elements
+    one = TeacherKLDivergence(1.0)(np.array([[[1.0, 0.0]]], np.float32), np.zeros((1, 1, 2), np.float32))
+    assert np.isclose(float(one), np.log(2) / 2, rtol=1e-6)
+    # equal distributions give zero loss, zeros included
+    p = teacher["scenes"].astype(np.float32)
+    assert abs(float(TeacherKLDivergence(1.0)(p, np.log(np.maximum(p, 1e-30))))) < 1e-6
+
+
+def test_crop_alignment_matches_the_original() -> None:
+    # 20-s crops of 5-s windows: both architectures give 4 frames, paired one to one with the windows
+    assert crop_alignment("soundnet8", 4, 110250).tolist() == [0, 1, 2, 3]
+    assert crop_alignment("soundnet5", 4, 110250).tolist() == [0, 1, 2, 3]
+    assert crop_alignment("soundnet5", 3, 22050).tolist() == [1]
+    with pytest.raises(ConfigError, match="too short for soundnet8"):
+        crop_alignment("soundnet8", 2, 22050)
+
+
+def test_dataset_crops_and_targets(shards: Path) -> None:
+    ds, info = make_dataset(shards, arch="soundnet5", batch_size=4, crop_steps=3, seed=3)
+    assert (info.usable_examples, info.total_examples, info.frames) == (16, 20, 1)
+    audio, targets = next(iter(ds))
+    assert audio.shape == (4, 66150) and targets["objects"].shape == (4, 1, 5) and targets["scenes"].shape == (4, 1, 3)
+    assert np.allclose(targets["objects"].numpy().sum(-1), 1, atol=1e-6)
+    again, _ = make_dataset(shards, arch="soundnet5", batch_size=4, crop_steps=3, seed=3)
+    skipped, _ = make_dataset(shards, arch="soundnet5", batch_size=4, crop_steps=3, seed=3, skip_batches=2)
+    first = [a.numpy() for a, _ in again.take(3)]
+    assert np.array_equal(first[0], audio.numpy())
+    assert np.array_equal(next(iter(skipped))[0].numpy(), first[2])
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import numpy as np
+    from soundnet_keras.training.data import make_dataset, write_synthetic_shards
+    from soundnet_keras.training.train import build_student, compile_student, make_strategy
+
+    shards = write_synthetic_shards(sys.argv[1], num_videos=8, steps_per_video=3)
+    ds, info = make_dataset(shards, arch="soundnet5", batch_size=4, crop_steps=3, training=False)
+    batch = next(iter(ds))
+    keras.utils.set_random_seed(0)
+    init = build_student("soundnet5", info.heads).get_weights()
+    weights, replicas = {}, {}
+    for name, strategy in (("one", make_strategy("default")), ("two", make_strategy("mirrored", ["/cpu:0", "/cpu:1"]))):
+        with strategy.scope():
+            model = build_student("soundnet5", info.heads)
+            model.set_weights(init)
+            # SGD: Adam's first step is lr * g / |g|, which turns the float noise of exactly-zero gradients (conv
+            # biases before BatchNorm) into lr-sized differences; SGD shows the gradient itself.
+            compile_student(model, optimizer=keras.optimizers.SGD(0.01))
+        model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False)
+        weights[name], replicas[name] = model.get_weights(), strategy.num_replicas_in_sync
+    trainable = [v.trainable for v in model.weights]
+    def largest(pairs, relative=False):
+        return max(float(np.max(np.abs(a - b) / (np.abs(a) + 1e-3 if relative else 1)))
+                   for (a, b), t in zip(pairs, trainable) if t == (not relative))
+    print(json.dumps({
+        "diff": largest(list(zip(weights["one"], weights["two"]))),
+        "moved": largest(list(zip(weights["one"], init))),
+        "stats_rel_diff": largest(list(zip(weights["one"], weights["two"])), relative=True),
+        "stats_rel_moved": largest(list(zip(weights["one"], init)), relative=True),
+        "replicas": replicas,
+    }))
+""")
+
+
+def test_mirrored_two_replicas_equal_one_replica(tmp_path: Path) -> None:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "shards")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == {"one": 1, "two": 2}
+    assert result["moved"] > 1e-3 and result["stats_rel_moved"] > 1e-2, result  # the step changed the weights
+    assert result["diff"] < 1e-3 * result["moved"], result  # trainable weights: same step to float tolerance
+    assert result["stats_rel_diff"] < 1e-4, result  # BatchNorm moving statistics (synchronised across replicas)
+
+
+def _eval_kl(model, shards: Path) -> tuple[float, float]:
+    ds, _ = make_dataset(shards, arch="soundnet5", batch_size=16, crop_steps=3, training=False)
+    audio, targets = next(iter(ds))
+    logits = model(audio, training=False)
+    teacher = {h: targets[h].numpy() for h in targets}
+    kl = reference_loss(teacher, {h: np.asarray(logits[h]) for h in teacher}, loss_lambda=1.0)
+    accuracy = float(np.mean(teacher["objects"].argmax(-1) == np.asarray(logits["objects"]).argmax(-1)))
+    return kl, accuracy
+
+
+def test_synthetic_task_loss_falls_and_student_approaches_teacher(shards: Path, tmp_path: Path) -> None:
+    import keras
+
+    from soundnet_keras.training.train import TrainConfig, build_student, train
+
+    keras.utils.set_random_seed(7)
+    before, _ = _eval_kl(build_student("soundnet5", {"objects": 5, "scenes": 3}), shards)
+    result = train(
+        TrainConfig(
+            shards,
+            tmp_path / "run",
+            arch="soundnet5",
+            steps=40,
+            batch_size=8,
+            crop_seconds=3,
+            checkpoint_every=20,
+            learning_rate=1e-4,
+            seed=7,
+            verbose=0,
+            tensorboard=False,
+        )
+    )
+    after, accuracy = _eval_kl(result.model, shards)
+    losses = result.history["loss"]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert after < 0.5 * before, (before, after)
+    assert accuracy >= 0.75
+    assert [p.name for p in result.checkpoints] == ["step-00000020.weights.h5", "step-00000040.weights.h5"]
+    assert result.weights_path is not None and result.weights_path.is_file()
+
+
+def test_kill_and_resume_gives_the_same_weights(shards: Path, tmp_path: Path) -> None:
+    import keras
+
+    from soundnet_keras.training.train import TrainConfig, train
+
+    def config(folder: str) -> TrainConfig:
+        return TrainConfig(
+            shards,
+            tmp_path / folder,
+            arch="soundnet5",
+            steps=6,
+            batch_size=4,
+            crop_seconds=3,
+            checkpoint_every=2,
+            seed=11,
+            verbose=0,
+            tensorboard=False,
+        )
+
+    class Kill(keras.callbacks.Callback):
+        """Simulates a crash after the 5th step: the backup holds step 4, steps 5 is lost and redone."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
+            if self.steps == 5:
+                raise RuntimeError("simulated kill")
+
+    full = train(config("full"))
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(config("killed"), callbacks=[Kill()])
+    assert json.loads((tmp_path / "killed" / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+    resumed = train(config("killed"))
+    assert len(resumed.history["loss"]) == 1  # only the last interval ran again
+    for a, b in zip(full.model.get_weights(), resumed.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_train_cli_reports_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from soundnet_keras.cli.train import main
+
+    assert main([str(tmp_path / "nowhere"), "-o", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: shard folder") and err.count("\n") == 1
