@@ -53,6 +53,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .architecture import SAMPLE_RATE, frame_times, geometry, pad_to_length
 from .errors import AudioError, ConfigError, SoundNetError
+from .sound8_npy import sha256_file
 
 FORMAT = "soundnet_keras.head/1"
 """Value of the ``format`` attribute of a head file written by :meth:`ClipClassifier.save`."""
@@ -170,12 +171,7 @@ class ClipFeatures:
         return times.start * scale, times.end * scale
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_sha256_file = sha256_file
 
 
 class FeatureCache:

@@ -11,7 +11,6 @@ behind (and an older file at that path untouched).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ import numpy as np
 
 from .architecture import HEAD_NAMES, SAMPLE_RATE, geometry, heads, layer_table, output_names
 from .errors import ConfigError, ConversionError
+from .sound8_npy import sha256_file
 from .weights import WeightsFile, load_weights, save_weights, torch_to_keras
 
 Log = Callable[[str], None]
@@ -65,13 +65,7 @@ class ConversionReport:
         return max((diff.rel for diff in self.diffs), default=0.0)
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = sha256_file
 
 
 def read_category_file(path: str | os.PathLike) -> list[str]:
