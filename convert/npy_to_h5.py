@@ -41,12 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {str(path)!r} does not exist or is not a file", file=sys.stderr)
             return 2
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from soundnet_keras.cli.common import guard
     from soundnet_keras.convert import convert_torch_params
-    from soundnet_keras.errors import SoundNetError
     from soundnet_keras.pretrained import extract_sdist_members
     from soundnet_keras.sound8_npy import SOUND8_NPY_SHA256, read_categories, read_sound8_npy
 
-    try:
+    def body() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             npy, init_py = args.input, args.categories_from
             if args.sdist is not None:
@@ -54,13 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch_params = read_sound8_npy(npy, expected_sha256=None if args.any_hash else SOUND8_NPY_SHA256)
             categories = read_categories(init_py) if init_py is not None else None
             convert_torch_params("soundnet8", torch_params, args.output, npy, categories, print)
-    except SoundNetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return guard(body)
 
 
 if __name__ == "__main__":

@@ -64,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {what} {str(path)!r} does not exist", file=sys.stderr)
             return 2
     _import_package()
+    from soundnet_keras.cli.common import guard
     from soundnet_keras.convert import convert, read_category_file
-    from soundnet_keras.errors import SoundNetError
 
-    try:
+    def body() -> int:
         categories = {}
         if args.categories_objects is not None:
             categories["objects"] = read_category_file(args.categories_objects)
@@ -81,11 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             validate_samples=args.validate_samples,
             log=print,
         )
-    except SoundNetError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
 
+    return guard(body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,14 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SoundNet feature-cache folder for the whole session (classifier and ESC tests share extracted features)."""
+    path = tmp_path_factory.getbasetemp() / "soundnet-feature-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

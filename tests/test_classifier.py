@@ -27,14 +27,6 @@ from soundnet_keras.errors import AudioError, ConfigError
 
 # ------------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
-def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One feature-cache folder for the whole session (shared with test_esc.py)."""
-    path = tmp_path_factory.getbasetemp() / "soundnet-feature-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
 def esc_dev(shared_dir: Path) -> list[dict[str, str]]:
     root = shared_dir / "esc10-dev"
     if not (root / "meta" / "esc50.csv").is_file():

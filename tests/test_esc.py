@@ -26,14 +26,6 @@ def esc_root(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One feature-cache folder for the whole session (shared with test_classifier.py)."""
-    path = tmp_path_factory.getbasetemp() / "soundnet-feature-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
 def paper_results(esc_root: Path, pretrained_net, feature_cache: Path):
     """Both paper variants on esc10-dev (2-fold CV); extracts pool5 of the 160 clips once into the session cache."""
     dataset = read_esc(esc_root, esc10=True, folds="1,2")
