@@ -12,8 +12,8 @@ Run from the repository root (needs the pretrained weights cached, or network ac
     * this package's runner (``SoundNet.forward``): layer table with ``tf.nn`` ops, BN and input scaling folded into
       the convolutions inside the compiled function, batch 16, with XLA ``jit_compile`` off and on.
 (b) end-to-end: a folder of 5-s 44.1 kHz WAV clips through the CLI's code path (parallel decode + soxr resample +
-    repeat-padding + batched inference + formatting), in process after warm-up; and the CLI as a subprocess,
-    TensorFlow import and model loading included.
+    repeat to the 20-s training crop + batched inference + formatting), in process after warm-up; and the CLI as a
+    subprocess, TensorFlow import and model loading included.
 (c) peak resident memory of ``soundnet-classify`` on a one-hour 22,050 Hz file (subprocess, ru_maxrss).
 """
 
@@ -175,8 +175,8 @@ def main() -> None:
         folder.mkdir()
         make_clips(folder, count)
         in_proc, sub, seconds = end_to_end(net, folder, count, args.weights)
-        print(f"\n(b) end to end, {count} x 5-s 44.1 kHz 16-bit WAV clips (decode + resample + repeat-pad to 9.5 s + "
-              "inference + JSON)")
+        print(f"\n(b) end to end, {count} x 5-s 44.1 kHz 16-bit WAV clips (decode + resample + repeat to the 20-s "
+              "training crop + inference + JSON)")
         print(f"    CLI code path, in process, model loaded, warm: {in_proc:.0f}x real time "
               f"({seconds:.2f} s for {5 * count} s of audio)")
         print(f"    CLI subprocess incl. TensorFlow import and model load: {sub:.0f}x real time")

@@ -221,23 +221,42 @@ def output_length(arch: str, name: str, num_samples: int) -> int:
     return length
 
 
-def check_length(arch: str, name: str, num_samples: int, sample_rate: int = SAMPLE_RATE) -> None:
-    """Raise :class:`InputTooShortError` if ``num_samples`` (at 22,050 Hz) gives no frame of the named output."""
-    geo = geometry(arch, name)
-    if num_samples < geo.min_samples:
+def check_length(
+    arch: str,
+    name: str,
+    num_samples: int,
+    *,
+    min_samples: int | None = None,
+    reason: str = "for one output frame",
+) -> None:
+    """Raise :class:`InputTooShortError` if ``num_samples`` (at 22,050 Hz) is below the named output's minimum.
+
+    ``min_samples`` overrides the geometric minimum (e.g. :func:`reliable_min_samples` for the heads), ``reason``
+    says what the minimum is for.
+    """
+    need = geometry(arch, name).min_samples if min_samples is None else min_samples
+    if num_samples < need:
         received_s = num_samples / SAMPLE_RATE
         raise InputTooShortError(
-            f"{arch} layer {name!r} needs at least {geo.min_samples} samples ({geo.min_seconds:.3f} s at "
-            f"{SAMPLE_RATE} Hz) for one output frame, but received {num_samples} samples ({received_s:.3f} s "
+            f"{arch} layer {name!r} needs at least {need} samples ({need / SAMPLE_RATE:.3f} s at "
+            f"{SAMPLE_RATE} Hz) {reason}, but received {num_samples} samples ({received_s:.3f} s "
             f"after resampling to {SAMPLE_RATE} Hz). Pass a longer clip, ask for an earlier layer, or pad it: "
             f"pad='repeat' (circular repeat, as the original scripts do) or pad='zeros'.",
             layer=name,
-            min_samples=geo.min_samples,
+            min_samples=need,
             received_samples=num_samples,
         )
 
 
 PadMode = Literal["repeat", "zeros"]
+PAD_MODES = ("repeat", "zeros")
+
+
+def check_pad(pad: object) -> PadMode | None:
+    """Validate a ``pad`` argument: ``"repeat"``, ``"zeros"`` or None."""
+    if pad is not None and pad not in PAD_MODES:
+        raise ConfigError(f"unknown pad mode {pad!r}: expected 'repeat', 'zeros' or None")
+    return pad  # type: ignore[return-value]
 
 
 def pad_to_length(waveform: np.ndarray, length: int, mode: PadMode) -> np.ndarray:
@@ -246,6 +265,7 @@ def pad_to_length(waveform: np.ndarray, length: int, mode: PadMode) -> np.ndarra
     ``"repeat"`` tiles the clip circularly (the original scripts' ``torch.repeatTensor``); ``"zeros"`` appends
     silence. Longer waveforms are returned unchanged.
     """
+    check_pad(mode)
     current = waveform.shape[-1]
     if current >= length:
         return waveform
@@ -255,10 +275,147 @@ def pad_to_length(waveform: np.ndarray, length: int, mode: PadMode) -> np.ndarra
         reps = math.ceil(length / current)
         tiled = np.tile(waveform, (1,) * (waveform.ndim - 1) + (reps,))
         return tiled[..., :length]
-    if mode == "zeros":
-        widths = [(0, 0)] * (waveform.ndim - 1) + [(0, length - current)]
-        return np.pad(waveform, widths)
-    raise ConfigError(f"unknown pad mode {mode!r}: expected 'repeat', 'zeros' or None")
+    widths = [(0, 0)] * (waveform.ndim - 1) + [(0, length - current)]
+    return np.pad(waveform, widths)
+
+
+# ------------------------------------------------------------------------------------- what the heads were trained on
+TRAINING_CROP_SECONDS = 20.0
+"""Length of the crops SoundNet was trained on (``main_train.lua``: ``fineSize = 22050*20``)."""
+
+TRAINING_CROP_SAMPLES = round(TRAINING_CROP_SECONDS * SAMPLE_RATE)
+
+
+def head_margin(arch: str) -> int:
+    """Input samples a head frame needs beyond its own minimum length to be like the frames it was trained on.
+
+    A head frame whose window ends on the *last* frame of the trunk output (conv7 for SoundNet-8) reads the zero
+    padding of every layer at the end of the input, which the heads never saw in training (a 20-s crop leaves
+    35,018 samples past its last frame's minimum); the pretrained heads then answer with logits of -130 to -25
+    instead of +1 to +5, the same wrong scene for every clip. One more trunk frame, i.e. the hop of the trunk
+    output (32,768 samples for SoundNet-8), is enough: measured on real clips, the logits jump back to normal at
+    exactly that margin (``benchmarks/bench_short_clips.py``).
+    """
+    return geometry(arch, trunk(arch)[-1].name).hop
+
+
+def reliable_min_samples(arch: str) -> int:
+    """Shortest input whose first head frame is not dominated by padding: the heads' minimum plus the margin."""
+    return geometry(arch, HEAD_NAMES[0]).min_samples + head_margin(arch)
+
+
+def reliable_head_frames(arch: str, num_samples: int) -> int:
+    """How many head frames of an unpadded input of ``num_samples`` samples have the margin of the training crops."""
+    return output_length(arch, HEAD_NAMES[0], num_samples - head_margin(arch))
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """How a clip of ``input_samples`` samples (22,050 Hz) is fed to the network for the outputs ``names``.
+
+    Made by :func:`plan_input`. The network sees ``network_samples`` samples: the clip, followed by what the
+    padding policy appended (repeated audio or silence). :meth:`frames` says how many frames of each output are
+    reported, :meth:`padded_frames` which of them read appended audio.
+    """
+
+    arch: str
+    names: tuple[str, ...]
+    input_samples: int
+    network_samples: int
+    pad: PadMode | None
+    trim_to_input: bool
+    """Report only the frames the unpadded clip has (the end was extended only to give them real audio)."""
+
+    @property
+    def padded(self) -> bool:
+        return self.network_samples > self.input_samples
+
+    @property
+    def timeline_samples(self) -> int:
+        """Length that frame times are clipped to: the clip's own, or the repeated crop's for a clip repeated to it."""
+        return self.input_samples if self.trim_to_input else self.network_samples
+
+    def frames(self, name: str) -> int:
+        """Number of frames of output ``name`` to report (frames of degenerate or appended-only input are left out)."""
+        if self.trim_to_input:
+            return output_length(self.arch, name, self.input_samples)
+        if name in HEAD_NAMES and not self.padded:
+            return reliable_head_frames(self.arch, self.input_samples)
+        return output_length(self.arch, name, self.network_samples)
+
+    def padded_frames(self, name: str, frames: int) -> np.ndarray:
+        """Per frame: whether its receptive field reads samples the policy appended (always False unpadded)."""
+        if not self.padded:
+            return np.zeros(frames, dtype=bool)
+        geo = geometry(self.arch, name)
+        ends = geo.offset + geo.hop * np.arange(frames) + geo.receptive_field
+        return ends > self.input_samples
+
+    def appended(self, waveform: np.ndarray) -> np.ndarray:
+        """Only the samples the policy appends after ``waveform`` (last axis ``input_samples`` long), without
+        copying the clip: a long file's end is extended with a few seconds, not a second copy of the file."""
+        if waveform.shape[-1] != self.input_samples:
+            raise ConfigError(f"this plan is for {self.input_samples} samples, got {waveform.shape[-1]}")
+        extra = self.network_samples - self.input_samples
+        if extra <= self.input_samples:  # at most one more turn of the loop: the clip's start (or silence)
+            head = waveform[..., :extra]
+            return np.zeros_like(head) if self.pad == "zeros" else np.ascontiguousarray(head)
+        looped = pad_to_length(waveform, self.network_samples, self.pad)  # type: ignore[arg-type]
+        return looped[..., self.input_samples :]
+
+    def apply(self, waveform: np.ndarray) -> np.ndarray:
+        """The network input: ``waveform`` (last axis ``input_samples`` long) padded to ``network_samples``."""
+        tail = self.appended(waveform)  # checks the length too
+        return np.concatenate([waveform, tail], axis=-1) if tail.shape[-1] else waveform
+
+
+def plan_input(arch: str, names: tuple[str, ...] | list[str], num_samples: int, pad: PadMode | None) -> InputPlan:
+    """The padding policy: how a clip of ``num_samples`` samples is fed to the network for the outputs ``names``.
+
+    Hidden layers only (``pool5``, ``conv7``...): a clip shorter than the deepest one's minimum is padded to that
+    minimum (``pad``), or refused with :class:`InputTooShortError` (``pad=None``).
+
+    With a head (``objects``/``scenes``) the network must see what it was trained on (see :func:`head_margin`):
+
+    * ``pad="repeat"`` / ``"zeros"``: a clip shorter than :func:`reliable_min_samples` (10.98 s for SoundNet-8) is
+      repeated circularly (or followed by silence) to the 20-s training crop and every frame of that is reported;
+      a longer clip whose last frame lacks the margin gets what it lacks appended at its end (at most
+      :func:`head_margin` samples, 1.49 s: the clip's start again, as a loop, or silence), and exactly the frames
+      of the unpadded clip are reported, the last one now reading audio; any other clip is fed as it is;
+    * ``pad=None``: nothing is appended; only head frames with the training margin are reported, and a clip with
+      none (shorter than 10.98 s) raises :class:`InputTooShortError`.
+    """
+    names = tuple(names)
+    pad = check_pad(pad)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ConfigError(f"num_samples must be a positive number of samples, got {num_samples!r}")
+    num_samples = int(num_samples)
+    deepest = max(names, key=lambda n: geometry(arch, n).min_samples)
+    if not any(name in HEAD_NAMES for name in names):
+        need = geometry(arch, deepest).min_samples
+        if num_samples >= need:
+            return InputPlan(arch, names, num_samples, num_samples, pad, False)
+        if pad is None:
+            check_length(arch, deepest, num_samples)
+        return InputPlan(arch, names, num_samples, need, pad, False)
+    reliable = reliable_min_samples(arch)
+    if pad is None:
+        check_length(arch, deepest, num_samples, min_samples=reliable, reason=RELIABLE_REASON)
+        return InputPlan(arch, names, num_samples, num_samples, None, False)
+    if num_samples < reliable:
+        return InputPlan(arch, names, num_samples, max(TRAINING_CROP_SAMPLES, reliable), pad, False)
+    head = geometry(arch, HEAD_NAMES[0])
+    frames = output_length(arch, HEAD_NAMES[0], num_samples)
+    needed = head.min_samples + (frames - 1) * head.hop + head_margin(arch)  # the last frame's, with the margin
+    if needed <= num_samples:
+        return InputPlan(arch, names, num_samples, num_samples, pad, False)
+    return InputPlan(arch, names, num_samples, needed, pad, True)
+
+
+RELIABLE_REASON = (
+    "for one head frame that is not dominated by the zero padding at the end of the input (the network was trained "
+    "on 20-s crops; shorter unpadded input gives the same wrong scene for every clip)"
+)
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,8 @@ def as_waveform(waveform: object, *, name: str = "waveform", allow_batch: bool =
         raise AudioError(f"{name} must hold real samples, got dtype {array.dtype}")
     max_ndim = 2 if allow_batch else 1
     if array.ndim == 0 or array.ndim > max_ndim:
-        shape = "(samples,) or (batch, samples)" if allow_batch else "(samples,)"
-        raise AudioError(f"{name} must have shape {shape} (mono; mix channels first), got shape {array.shape}")
+        shape = "(samples,), (samples, channels) or, with batch=True, (clips, samples)" if allow_batch else "(samples,)"
+        raise AudioError(f"{name} must have shape {shape}, got shape {array.shape}")
     if array.shape[-1] == 0 or array.size == 0:
         raise AudioError(f"{name} is empty: it has shape {array.shape}, at least one sample is needed")
     if np.issubdtype(array.dtype, np.unsignedinteger):
@@ -80,6 +80,67 @@ def as_waveform(waveform: object, *, name: str = "waveform", allow_batch: bool =
     return array.astype(np.float32, copy=False)
 
 
+MAX_CHANNELS = 8
+"""A 2-D array with at most this many columns (and more rows) is one clip in (samples, channels) layout."""
+
+CHANNEL_MODES = ("mix", "first")
+
+
+def check_channels(channels: object) -> str:
+    """Validate a ``channels`` argument: ``"mix"`` (mean of the channels) or ``"first"`` (the first channel)."""
+    if channels not in CHANNEL_MODES:
+        raise AudioError(f"channels must be 'mix' or 'first', got {channels!r}")
+    return channels  # type: ignore[return-value]
+
+
+def mix_channels(samples: np.ndarray, channels: str = "mix") -> np.ndarray:
+    """(samples, channels) float32 -> (samples,): the mean of the channels (``"mix"``) or the first (``"first"``)."""
+    if check_channels(channels) == "first" or samples.shape[1] == 1:
+        return np.ascontiguousarray(samples[:, 0])
+    return samples.mean(axis=1, dtype=np.float32)
+
+
+def as_clip(waveform: object, *, name: str = "waveform", channels: str = "mix") -> np.ndarray:
+    """One clip as 1-D float32 in [-1, 1], from a 1-D array or a (samples, channels) array.
+
+    The layout rule, the same for every entry point: a 1-D array is one mono clip; a 2-D array with at most
+    :data:`MAX_CHANNELS` columns and more rows than columns is one clip in (samples, channels) layout — what
+    soundfile, scipy.io.wavfile and ``librosa.load(mono=False).T`` return — and its channels are mixed
+    (``channels="mix"``) or the first is taken (``"first"``). Any other 2-D array is ambiguous (channels first, or
+    several clips?) and raises :class:`AudioError` saying what to pass instead. Integer arrays are scaled by their
+    type's full range, like integer files.
+    """
+    check_channels(channels)
+    array = as_waveform(waveform, name=name, allow_batch=True)
+    if array.ndim == 1:
+        return array
+    rows, cols = array.shape
+    if cols <= MAX_CHANNELS < rows or (cols == 1 and rows >= 1):
+        return mix_channels(array, channels)
+    if rows <= MAX_CHANNELS < cols:
+        raise AudioError(
+            f"{name} has shape {array.shape}, which is ambiguous: {rows} channels of {cols} samples, or {rows} "
+            f"clips? For channels-first audio (torchaudio, librosa with mono=False) pass {name}.T (samples, "
+            f"channels); for several clips pass a list of 1-D arrays, or batch=True"
+        )
+    raise AudioError(
+        f"{name} has shape {array.shape}: a 2-D array is read as one clip in (samples, channels) layout with at most "
+        f"{MAX_CHANNELS} channels; for several clips of equal length pass batch=True (rows are clips), for clips of "
+        "different lengths a list of 1-D arrays"
+    )
+
+
+def as_batch(waveform: object, *, name: str = "waveform") -> np.ndarray:
+    """An explicit batch: (clips, samples) float32 in [-1, 1], each row one mono clip (``batch=True``)."""
+    array = as_waveform(waveform, name=name, allow_batch=True)
+    if array.ndim != 2:
+        raise AudioError(
+            f"batch=True needs a 2-D array of shape (clips, samples), each row one mono clip; {name} has shape "
+            f"{array.shape} (pass a single clip with batch=False)"
+        )
+    return array
+
+
 def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Resample (samples,) or (batch, samples) float audio from ``sample_rate`` to ``target_rate`` with soxr (HQ)."""
     sample_rate = check_sample_rate(sample_rate)
@@ -98,9 +159,6 @@ AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", "
 
 BLOCK_FRAMES = 1 << 18
 """Frames decoded (and resampled) per block by :func:`load_audio`; bounds the memory beyond the result itself."""
-
-CHANNEL_MODES = ("mix", "first")
-
 
 def _describe(path: Path) -> str:
     return repr(str(path))
@@ -159,8 +217,7 @@ def load_audio(
     import soundfile
 
     path = Path(path)
-    if channels not in CHANNEL_MODES:
-        raise AudioError(f"channels must be 'mix' or 'first', got {channels!r}")
+    check_channels(channels)
     if target_rate is not None:
         target_rate = check_sample_rate(target_rate, "target_rate")
     _check_file(path)
@@ -189,7 +246,7 @@ def load_audio(
                 if block.shape[0] == 0:
                     break
                 decoded += block.shape[0]
-                mono = block.mean(axis=1, dtype=np.float32) if channels == "mix" else block[:, 0]
+                mono = mix_channels(block, channels)
                 finite = np.isfinite(mono)
                 if not finite.all():
                     bad = int(mono.size - np.count_nonzero(finite))
@@ -265,8 +322,7 @@ def decode_files(
     not stop a batch. At most ``prefetch`` decoded files wait in memory ahead of the consumer. ``workers`` defaults
     to the number of CPUs (at most 8); ``workers=0`` decodes in the calling thread.
     """
-    if channels not in CHANNEL_MODES:
-        raise AudioError(f"channels must be 'mix' or 'first', got {channels!r}")
+    check_channels(channels)
     paths = [Path(p) for p in paths]
     if workers is None:
         workers = min(8, os.cpu_count() or 1)

@@ -144,19 +144,27 @@ def run_chunked(
     waveform: np.ndarray,
     names: Iterable[str],
     chunk_samples: int,
+    tail: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Outputs ``names`` of a (samples,) or (batch, samples) waveform at 22,050 Hz, computed chunk by chunk.
 
     ``forward(batch, names)`` runs the network on a (batch, samples) float32 array (e.g. :meth:`SoundNet.forward`).
-    Returns arrays shaped like one pass: (frames, channels), or (batch, frames, channels) for a batch.
+    ``tail`` (same leading shape) is appended after ``waveform`` without copying it (the padding policy's end
+    extension, :meth:`~soundnet_keras.architecture.InputPlan.appended`). Returns arrays shaped like one pass:
+    (frames, channels), or (batch, frames, channels) for a batch.
     """
     names = tuple(dict.fromkeys(names))
     batch = waveform if waveform.ndim == 2 else waveform[None]
-    total = batch.shape[-1]
+    extra = np.zeros((batch.shape[0], 0), batch.dtype) if tail is None else tail.reshape(batch.shape[0], -1)
+    length = batch.shape[-1]
+    total = length + extra.shape[-1]
     plan = plan_chunks(arch, names, total, chunk_samples)
     outputs: dict[str, np.ndarray] = {}
     for chunk in plan:
-        values = forward(np.ascontiguousarray(batch[:, chunk.start : chunk.stop], dtype=np.float32), names)
+        piece = batch[:, chunk.start : min(chunk.stop, length)]
+        if chunk.stop > length:
+            piece = np.concatenate([piece, extra[:, max(0, chunk.start - length) : chunk.stop - length]], axis=-1)
+        values = forward(np.ascontiguousarray(piece, dtype=np.float32), names)
         for name in names:
             first, last, frame = chunk.keep[name]
             if name not in outputs:

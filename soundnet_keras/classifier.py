@@ -34,6 +34,7 @@ pool them over time instead.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -41,7 +42,6 @@ import math
 import numbers
 import os
 import tempfile
-import weakref
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .architecture import SAMPLE_RATE, frame_times, geometry, pad_to_length
+from .architecture import SAMPLE_RATE, InputPlan, frame_times, geometry, pad_to_length, plan_input
 from .errors import AudioError, ConfigError, SoundNetError
 from .sound8_npy import sha256_file
 
@@ -109,23 +109,25 @@ def check_layers(layer: str | Sequence[str], arch: str = "soundnet8") -> tuple[s
 
 
 # ------------------------------------------------------------------------------------------------- model identity
-_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _NETS: dict[str, Any] = {}
 
 
 def model_identity(net: Any) -> str:
-    """sha256 of a SoundNet's architecture and parameter values: the weights part of feature-cache keys."""
-    if net not in _IDENTITIES:
-        from .network import get_params
+    """sha256 of a SoundNet's architecture and its parameter values *now*: the weights part of feature-cache keys.
 
-        digest = hashlib.sha256(net.arch.encode())
-        for layer, variables in sorted(get_params(net.keras_model).items()):
-            for var, value in sorted(variables.items()):
-                array = np.ascontiguousarray(value, dtype=np.float32)
-                digest.update(f"{layer}/{var}{array.shape}".encode())
-                digest.update(array.tobytes())
-        _IDENTITIES[net] = digest.hexdigest()
-    return _IDENTITIES[net]
+    Computed from the live variables on every call (about 0.1 s for SoundNet-8), never remembered: after
+    fine-tuning, ``load_weights`` or ``set_weights`` the key changes, so cached features of the old weights are
+    not returned.
+    """
+    from .network import get_params
+
+    digest = hashlib.sha256(net.arch.encode())
+    for layer, variables in sorted(get_params(net.keras_model).items()):
+        for var, value in sorted(variables.items()):
+            array = np.ascontiguousarray(value, dtype=np.float32)
+            digest.update(f"{layer}/{var}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def resolve_net(net: Any = None, weights: str | os.PathLike = "soundnet8") -> Any:
@@ -204,6 +206,18 @@ class FeatureCache:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
 
+    def clear(self) -> int:
+        """Delete every entry of this cache (only files of its own layout) and the folders left empty; returns how
+        many entries were deleted. Features are recomputed on next use."""
+        removed = 0
+        for entry in self.root.glob("*/*/*/*/*.npz"):
+            entry.unlink(missing_ok=True)
+            removed += 1
+        for folder in sorted((p for p in self.root.glob("**/*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only empty folders go
+        return removed
+
     def put(
         self, identity: str, settings: str, layer: str, content: str, values: np.ndarray, num_samples: int, rate: int
     ) -> None:
@@ -256,7 +270,6 @@ class FeatureExtractor:
         self.channels = _choice(channels, ("mix", "first"), "channels")
         self.sample_rate = check_sample_rate(sample_rate)
         self.cache = FeatureCache(cache_dir) if cache else None
-        self._deepest = max(self.layers, key=lambda name: geometry(self.net.arch, name).min_samples)
 
     @property
     def settings_tag(self) -> str:
@@ -264,8 +277,9 @@ class FeatureExtractor:
         duration = "asis" if self.duration is None else f"{self.duration:g}s"
         return f"{self.variant}-{duration}-{self.channels}"
 
-    def prepare(self, waveform: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
-        """The 1-D float32 input the network sees for a [-1, 1] waveform at ``rate``, and that audio's real rate."""
+    def prepare(self, waveform: np.ndarray, rate: int) -> tuple[np.ndarray, int, InputPlan]:
+        """The 1-D float32 input the network sees for a [-1, 1] waveform at ``rate``, that audio's real rate, and
+        the padding plan (:func:`~soundnet_keras.architecture.plan_input`, ``pad="repeat"``) that made it."""
         from .audio import resample
 
         if self.variant == "resampled":
@@ -275,19 +289,17 @@ class FeatureExtractor:
         if self.duration is not None:
             length = round(self.duration * input_rate)
             audio = pad_to_length(audio, length, "repeat")[:length]
-        need = geometry(self.net.arch, self._deepest).min_samples
-        if audio.shape[-1] < need:
-            audio = pad_to_length(audio, need, "repeat")
-        return np.ascontiguousarray(audio, dtype=np.float32), int(input_rate)
+        plan = plan_input(self.net.arch, self.layers, audio.shape[-1], "repeat")
+        return np.ascontiguousarray(plan.apply(audio), dtype=np.float32), int(input_rate), plan
 
     def _load(self, item: Item, index: int) -> tuple[np.ndarray, int, str]:
-        from .audio import as_waveform, load_audio
+        from .audio import as_clip, load_audio
 
         if isinstance(item, (str, os.PathLike)):
             target = SAMPLE_RATE if self.variant == "resampled" else None
             waveform, rate = load_audio(item, target_rate=target, channels=self.channels)
             return waveform, rate, os.fspath(item)
-        waveform = as_waveform(item, name=f"clip {index}", allow_batch=False)
+        waveform = as_clip(item, name=f"clip {index}", channels=self.channels)
         return waveform, self.sample_rate, f"<waveform {index}>"
 
     def _content_key(self, item: Item, index: int) -> str:
@@ -296,21 +308,27 @@ class FeatureExtractor:
             if not path.is_file():
                 raise AudioError(f"{str(path)!r}: no such file" if not path.exists() else f"{str(path)!r}: not a file")
             return _sha256_file(path)
-        from .audio import as_waveform
+        from .audio import as_clip
 
-        waveform = as_waveform(item, name=f"clip {index}", allow_batch=False)
+        waveform = as_clip(item, name=f"clip {index}", channels=self.channels)
         digest = hashlib.sha256(f"waveform/{self.sample_rate}/".encode())
         digest.update(np.ascontiguousarray(waveform, dtype=np.float32).tobytes())
         return digest.hexdigest()
 
-    def extract_one(self, item: Item | ClipFeatures, index: int = 0) -> ClipFeatures:
-        """Features of one clip (path, waveform, or :class:`ClipFeatures` already holding the layers)."""
+    def extract_one(self, item: Item | ClipFeatures, index: int = 0, *, identity: str | None = None) -> ClipFeatures:
+        """Features of one clip (path, waveform, or :class:`ClipFeatures` already holding the layers).
+
+        ``identity`` is :func:`model_identity` of the network *now* (computed here when None); :meth:`extract`
+        computes it once per call, so features never come from a cache entry of weights no longer in use.
+        """
         if isinstance(item, ClipFeatures):
             missing = [name for name in self.layers if name not in item.layers]
             if missing:
                 raise ConfigError(f"clip {index} ({item.source or 'features'}) lacks layers {missing}")
             return item
-        identity = model_identity(self.net) if self.cache else ""
+        if self.cache and identity is None:
+            identity = model_identity(self.net)
+        identity = identity or ""
         content = self._content_key(item, index) if self.cache else ""
         found: dict[str, np.ndarray] = {}
         meta: tuple[int, int] | None = None
@@ -324,11 +342,11 @@ class FeatureExtractor:
         if len(found) == len(self.layers) and meta is not None:
             return ClipFeatures(found, meta[0], meta[1], source)
         waveform, rate, source = self._load(item, index)
-        audio, input_rate = self.prepare(waveform, rate)
+        audio, input_rate, plan = self.prepare(waveform, rate)
         missing = tuple(name for name in self.layers if name not in found)
         values = self.net.forward(audio[None], missing)
         for name in missing:
-            found[name] = np.asarray(values[name][0], np.float32)
+            found[name] = np.asarray(values[name][0, : plan.frames(name)], np.float32)
             if self.cache:
                 self.cache.put(identity, self.settings_tag, name, content, found[name], audio.shape[-1], input_rate)
         return ClipFeatures({name: found[name] for name in self.layers}, audio.shape[-1], input_rate, source)
@@ -338,11 +356,12 @@ class FeatureExtractor:
     ) -> list[ClipFeatures]:
         """Features of every clip in ``items``, in order (see :meth:`extract_one`)."""
         items = as_items(items)
+        identity = model_identity(self.net) if self.cache else None
         iterator: Iterable[tuple[int, Any]] = enumerate(items)
         if progress and not all(isinstance(item, ClipFeatures) for item in items):
             wrap = _default_progress if progress is True else progress
             iterator = wrap(iterator, len(items), desc)
-        return [self.extract_one(item, index) for index, item in iterator]
+        return [self.extract_one(item, index, identity=identity) for index, item in iterator]
 
 
 def as_items(items: object, what: str = "X") -> list[Any]:

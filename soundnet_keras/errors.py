@@ -24,6 +24,15 @@ class InputTooShortError(SoundNetError, ValueError):
         self.min_samples = min_samples
         self.received_samples = received_samples
 
+    def with_context(self, prefix: str, suffix: str = "") -> InputTooShortError:
+        """The same error with ``prefix`` (the file or clip it is about) before its message and ``suffix`` after."""
+        return InputTooShortError(
+            f"{prefix}: {self}{suffix}",
+            layer=self.layer,
+            min_samples=self.min_samples,
+            received_samples=self.received_samples,
+        )
+
 
 class AudioError(SoundNetError, ValueError):
     """A waveform or an audio file cannot be used (unreadable, empty, NaN/Inf samples, wrong shape...)."""

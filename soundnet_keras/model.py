@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
 from . import architecture as arch_mod
 from .architecture import SAMPLE_RATE, FrameTimes, Geometry, PadMode, frame_times, geometry, output_names
-from .audio import as_waveform, check_sample_rate, resample
-from .errors import ConfigError
+from .audio import as_batch, as_clip, check_channels, check_sample_rate, load_audio, resample
+from .errors import ConfigError, InputTooShortError
 from .network import build_network, get_params, set_params
 from .weights import WeightsFile, load_weights, save_weights
 
@@ -21,9 +22,11 @@ from .weights import WeightsFile, load_weights, save_weights
 class Features:
     """Activations of one layer for one clip (or a batch of equal-length clips).
 
-    ``values`` is (frames, channels), or (batch, frames, channels) for a 2-D input; ``times`` gives each frame's
-    receptive-field start, centre and end in seconds; ``num_samples`` is the length the network saw (22,050 Hz,
-    after any padding) and ``padded`` says whether the input was padded to reach it.
+    ``values`` is (frames, channels), or (batch, frames, channels) for ``batch=True``; ``times`` gives each frame's
+    receptive-field start, centre and end in seconds, clipped to the clip (to the 20-s loop for a clip repeated to
+    it); ``input_samples`` is the clip's length and ``num_samples`` the length the network saw (22,050 Hz);
+    ``padded`` says whether padding appended anything, and ``padded_frames`` which frames read appended audio (see
+    :func:`~soundnet_keras.architecture.plan_input`).
     """
 
     layer: str
@@ -31,11 +34,24 @@ class Features:
     times: FrameTimes
     num_samples: int
     padded: bool = False
+    input_samples: int = 0
+    padded_frames: np.ndarray | None = None
+
+    @property
+    def padded_to_s(self) -> float | None:
+        """Seconds the clip was padded to, or None when nothing was appended."""
+        return self.num_samples / SAMPLE_RATE if self.padded else None
 
 
 @dataclass
 class Prediction:
-    """Object (ImageNet, 1000) and scene (Places2, 401) probabilities per output frame of one clip."""
+    """Object (ImageNet, 1000) and scene (Places2, 401) probabilities per output frame of one clip.
+
+    ``input_samples``/``num_samples``/``padded``/``padded_frames`` as in :class:`Features`: a clip shorter than
+    10.98 s is repeated to the 20-s training crop, a longer one whose last frame would read the end padding gets up
+    to 1.49 s of its start appended (``pad="repeat"``, the default; see
+    :func:`~soundnet_keras.architecture.plan_input`).
+    """
 
     objects: np.ndarray
     scenes: np.ndarray
@@ -44,6 +60,13 @@ class Prediction:
     times: FrameTimes
     num_samples: int
     padded: bool = False
+    input_samples: int = 0
+    padded_frames: np.ndarray | None = None
+
+    @property
+    def padded_to_s(self) -> float | None:
+        """Seconds the clip was padded to, or None when nothing was appended."""
+        return self.num_samples / SAMPLE_RATE if self.padded else None
 
     def probabilities(self, head: str = "scenes", frame: int | None = None) -> np.ndarray:
         """Probabilities of ``head`` for one frame, or averaged over all frames when ``frame`` is None."""
@@ -134,12 +157,6 @@ def _make_inference(model, arch: str, names: tuple[str, ...]):
     return run
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 class SoundNet:
     """SoundNet (Aytar, Vondrick & Torralba, NIPS 2016) on raw 22,050 Hz waveforms, in Keras 3.
 
@@ -162,10 +179,12 @@ class SoundNet:
         >>> net.geometry("objects").min_samples
         56798
 
-    Input contract: float waveforms in [-1, 1] (integer arrays are scaled by their full range), mono, any sample
-    rate (resampled to 22,050 Hz with soxr), any length at least the requested layer's ``min_samples`` unless
-    ``pad`` is given; shape (samples,), (batch, samples), or a list of 1-D arrays of different lengths. The
-    [-1, 1] -> [-256, 256] scaling of the original scripts is done by the model's first layer.
+    Input contract: file paths (decoded), or float waveforms in [-1, 1] (integer arrays are scaled by their full
+    range) at any sample rate (resampled to 22,050 Hz with soxr): shape (samples,) or (samples, channels) for one
+    clip (channels mixed, or the first with ``channels="first"``), a list for several clips of any lengths, a
+    (clips, samples) array only with ``batch=True``. :meth:`predict` pads short clips as the network was trained
+    (see :func:`~soundnet_keras.architecture.plan_input`). The [-1, 1] -> [-256, 256] scaling of the original
+    scripts is done by the model's first layer.
     """
 
     def __init__(
@@ -226,6 +245,37 @@ class SoundNet:
             ),
         )
 
+    # -------------------------------------------------------------------------------------------------- serving
+    def serving_model(self):
+        """:attr:`keras_model` (same weights) behind the heads' padding policy: (batch, samples) float32 at 22,050 Hz
+        -> head logits per reported frame, as :meth:`predict` computes them, for any input of at least one sample.
+
+        :attr:`keras_model` is the bare network: it needs ``geometry("objects").min_samples`` samples and knows no
+        policy. Save or export this model instead (see :meth:`export`).
+        """
+        from .network import build_serving_model
+
+        return build_serving_model(self.keras_model, self.arch)
+
+    def export(self, path: str | os.PathLike, *, format: str = "keras") -> Path:
+        """Write :meth:`serving_model`: ``format="keras"`` a ``.keras`` file, or ``"tf_saved_model"`` a SavedModel
+        folder whose ``serve`` signature takes (batch, samples) float32 and needs nothing of this package.
+
+        Load the ``.keras`` file with ``keras.saving.load_model(path)`` (``safe_mode=True`` works: no lambdas) after
+        ``import soundnet_keras.network``, which registers the two policy layers (``LoopPad``, ``KeepFrames``).
+        """
+        path = Path(path)
+        model = self.serving_model()
+        if format == "keras":
+            if path.suffix != ".keras":
+                raise ConfigError(f"a Keras model file must end in .keras, got {str(path)!r}")
+            model.save(path)
+        elif format == "tf_saved_model":
+            model.export(str(path), format="tf_saved_model", verbose=False)
+        else:
+            raise ConfigError(f"unknown export format {format!r}: expected 'keras' or 'tf_saved_model'")
+        return path
+
     # ------------------------------------------------------------------------------------------------- geometry
     @property
     def layers(self) -> tuple[str, ...]:
@@ -266,105 +316,205 @@ class SoundNet:
         out = self._runner(names)(np.ascontiguousarray(batch, dtype=np.float32))
         return {name: np.asarray(out[name]) for name in names}
 
-    def _forward_any_length(self, batch: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """:meth:`forward`, in chunks (:mod:`~soundnet_keras.chunking`) when longer than :attr:`chunk_seconds`."""
+    def _chunk_samples(self, names: tuple[str, ...]) -> int | None:
+        """Input length above which :meth:`_forward_any_length` runs in chunks (None: never)."""
         if self.chunk_seconds is None:
-            return self.forward(batch, names)
-        from .chunking import min_chunk_samples, run_chunked
+            return None
+        from .chunking import min_chunk_samples
 
-        chunk = max(round(self.chunk_seconds * SAMPLE_RATE), min_chunk_samples(self.arch, names))
-        if batch.shape[-1] <= chunk:
-            return self.forward(batch, names)
-        return run_chunked(self.forward, self.arch, batch, names, chunk)
+        return max(round(self.chunk_seconds * SAMPLE_RATE), min_chunk_samples(self.arch, names))
 
-    def _prepare(
-        self, waveform: np.ndarray, sample_rate: int, layer: str, pad: PadMode | None
-    ) -> tuple[np.ndarray, bool]:
-        audio = resample(waveform, sample_rate)
-        need = geometry(self.arch, layer).min_samples
-        padded = False
-        if audio.shape[-1] < need:
-            if pad is None:
-                arch_mod.check_length(self.arch, layer, audio.shape[-1])
-            audio = arch_mod.pad_to_length(audio, need, pad)
-            padded = True
-        return audio, padded
+    def _forward_any_length(
+        self, batch: np.ndarray, names: tuple[str, ...], tail: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """:meth:`forward` of ``batch`` followed by ``tail`` (appended by the padding policy), in chunks
+        (:mod:`~soundnet_keras.chunking`) when longer than :attr:`chunk_seconds` — then without copying ``batch``."""
+        chunk = self._chunk_samples(names)
+        total = batch.shape[-1] + (0 if tail is None else tail.shape[-1])
+        if chunk is None or total <= chunk:
+            return self.forward(batch if tail is None else np.concatenate([batch, tail], axis=-1), names)
+        from .chunking import run_chunked
 
-    def _inputs(self, waveform: object, sample_rate: object) -> tuple[list[np.ndarray] | np.ndarray, int, bool]:
-        sample_rate = check_sample_rate(sample_rate)
+        return run_chunked(self.forward, self.arch, batch, names, chunk, tail=tail)
+
+    def _inputs(
+        self, waveform: object, sample_rate: object, channels: str, batch: bool
+    ) -> tuple[list[np.ndarray] | np.ndarray, bool]:
+        """Inputs at 22,050 Hz: one 1-D clip, a (clips, samples) batch (``batch=True``) or a list of 1-D clips.
+
+        Paths (``str`` / ``os.PathLike``) are decoded with :func:`~soundnet_keras.audio.load_audio`; arrays follow
+        the layout rule of :func:`~soundnet_keras.audio.as_clip` and are resampled from ``sample_rate`` (22,050 Hz
+        when None).
+        """
+        check_channels(channels)
         if isinstance(waveform, (list, tuple)) and waveform and not np.isscalar(waveform[0]):
-            clips = [as_waveform(w, name=f"waveform[{i}]", allow_batch=False) for i, w in enumerate(waveform)]
-            return clips, sample_rate, True
-        return as_waveform(waveform), sample_rate, False
+            if batch:
+                raise ConfigError("batch=True takes one 2-D array (clips, samples); a list is already several clips")
+            clips = [self._clip(w, sample_rate, channels, f"waveform[{i}]") for i, w in enumerate(waveform)]
+            return clips, True
+        if batch:
+            if isinstance(waveform, (str, os.PathLike)):
+                raise ConfigError("batch=True takes a 2-D array (clips, samples), not a file path")
+            return resample(as_batch(waveform), self._rate(sample_rate)), False
+        return self._clip(waveform, sample_rate, channels, "waveform"), False
+
+    @staticmethod
+    def _rate(sample_rate: object) -> int:
+        return SAMPLE_RATE if sample_rate is None else check_sample_rate(sample_rate)
+
+    def _clip(self, waveform: object, sample_rate: object, channels: str, name: str) -> np.ndarray:
+        if isinstance(waveform, (str, os.PathLike)):
+            if sample_rate is not None:
+                raise ConfigError(
+                    f"{name} is a file path ({os.fspath(waveform)!r}), which carries its own sample rate: leave "
+                    f"sample_rate out (got {sample_rate!r}), or decode it yourself with soundnet_keras.audio.load_audio"
+                )
+            return load_audio(waveform, channels=channels)[0]
+        if isinstance(waveform, bytes):
+            raise ConfigError(f"{name} is bytes: pass a file path, or decode it with soundnet_keras.audio.load_audio")
+        return resample(as_clip(waveform, name=name, channels=channels), self._rate(sample_rate))
+
+    def _run(self, audio: np.ndarray, names: tuple[str, ...], pad: PadMode | None) -> dict[str, Features]:
+        """Plan (padding policy), run and trim one clip (samples,) or batch (clips, samples) at 22,050 Hz."""
+        plan = arch_mod.plan_input(self.arch, names, audio.shape[-1], pad)
+        batch = audio if audio.ndim == 2 else audio[None]
+        values = self._forward_any_length(batch, names, plan.appended(batch))
+        return self._features(plan, {name: v if audio.ndim == 2 else v[0] for name, v in values.items()})
+
+    def _run_many(
+        self, clips: Sequence[np.ndarray], names: tuple[str, ...], pad: PadMode | None, batch_size: int
+    ) -> list[dict[str, Features]]:
+        """:meth:`_run` for 1-D clips of any lengths, batching those the policy feeds with the same length."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        plans = []
+        for index, clip in enumerate(clips):
+            try:
+                plans.append(arch_mod.plan_input(self.arch, names, clip.shape[-1], pad))
+            except InputTooShortError as exc:
+                raise exc.with_context(f"waveform[{index}]") from None
+        groups: dict[int, list[int]] = {}
+        for index, plan in enumerate(plans):
+            groups.setdefault(plan.network_samples, []).append(index)
+        results: list[dict[str, Features]] = [{} for _ in clips]
+        chunk = self._chunk_samples(names)
+        for length, members in groups.items():
+            if chunk is not None and length > chunk:  # long files: one at a time, chunked, never copied
+                for index in members:
+                    results[index] = self._run(clips[index], names, pad)
+                continue
+            for begin in range(0, len(members), batch_size):
+                part = members[begin : begin + batch_size]
+                batch = np.stack([plans[i].apply(clips[i]) for i in part])
+                values = self._forward_any_length(batch, names)
+                for row, index in enumerate(part):
+                    results[index] = self._features(plans[index], {name: v[row] for name, v in values.items()})
+        return results
+
+    def _features(self, plan: arch_mod.InputPlan, values: dict[str, np.ndarray]) -> dict[str, Features]:
+        """Trim each output to the frames the plan reports and attach times and padding flags."""
+        result = {}
+        for name, array in values.items():
+            frames = plan.frames(name)
+            result[name] = Features(
+                name,
+                array[..., :frames, :],
+                frame_times(self.arch, name, frames, plan.timeline_samples),
+                plan.network_samples,
+                plan.padded,
+                plan.input_samples,
+                plan.padded_frames(name, frames),
+            )
+        return result
 
     def intermediates(
         self,
         waveform: object,
-        sample_rate: int = SAMPLE_RATE,
+        sample_rate: int | None = None,
         layers: Iterable[str] | None = None,
         *,
         pad: PadMode | None = None,
+        channels: str = "mix",
+        batch: bool = False,
     ) -> dict[str, Features]:
-        """Several named outputs of one clip (or equal-length batch) in a single pass (``forward_intermediates``)."""
+        """Several named outputs of one clip (or a ``batch=True`` array) in a single pass (``forward_intermediates``).
+
+        Inputs and ``pad`` as for :meth:`features`; with a head among ``layers`` the heads' padding policy applies to
+        the whole pass (see :func:`~soundnet_keras.architecture.plan_input`).
+        """
         names = tuple(layers) if layers is not None else self.layers
         for name in names:
             geometry(self.arch, name)  # validates each name
-        audio, sample_rate, is_list = self._inputs(waveform, sample_rate)
+        audio, is_list = self._inputs(waveform, sample_rate, channels, batch)
         if is_list:
-            raise ConfigError("intermediates() takes one clip or an equal-length batch; call it once per clip")
-        deepest = max(names, key=lambda n: geometry(self.arch, n).min_samples)
-        audio, padded = self._prepare(audio, sample_rate, deepest, pad)
-        batch = audio if audio.ndim == 2 else audio[None]
-        values = self._forward_any_length(batch, names)
-        num_samples = batch.shape[-1]
-        result = {}
-        for name in names:
-            array = values[name] if audio.ndim == 2 else values[name][0]
-            times = frame_times(self.arch, name, array.shape[-2], num_samples)
-            result[name] = Features(name, array, times, num_samples, padded)
-        return result
+            raise ConfigError("intermediates() takes one clip or a batch=True array; call it once per clip")
+        return self._run(audio, names, arch_mod.check_pad(pad))
 
     def features(
         self,
         waveform: object,
-        sample_rate: int = SAMPLE_RATE,
+        sample_rate: int | None = None,
         layer: str = "pool5",
         *,
         pad: PadMode | None = None,
+        channels: str = "mix",
+        batch: bool = False,
+        batch_size: int = 16,
     ) -> Features | list[Features]:
         """Activations of ``layer`` (``conv1`` ... ``conv7`` after BN+ReLU, ``pool*``, or head logits).
 
+        ``waveform``: a 1-D array (one clip); a (samples, channels) array (one clip, channels mixed or the first
+        taken, as ``channels`` says); a file path (decoded); a list of those (several clips, any lengths); or with
+        ``batch=True`` a (clips, samples) array. Arrays are at ``sample_rate`` (22,050 Hz when None) and resampled.
         Returns :class:`Features` with ``values`` (frames, channels) and frame times, or a list of them for a list
-        of clips. ``pad="repeat"`` / ``"zeros"`` pads clips shorter than the layer's minimum; otherwise they raise
+        (clips fed with equal lengths run in batches of ``batch_size``).
+        ``pad="repeat"`` / ``"zeros"`` pads clips too short for ``layer``; with ``pad=None`` they raise
         :class:`~soundnet_keras.errors.InputTooShortError`.
         """
         geometry(self.arch, layer)
-        audio, sample_rate, is_list = self._inputs(waveform, sample_rate)
+        audio, is_list = self._inputs(waveform, sample_rate, channels, batch)
+        pad = arch_mod.check_pad(pad)
         if is_list:
-            return [self.intermediates(clip, sample_rate, (layer,), pad=pad)[layer] for clip in audio]
-        return self.intermediates(audio, sample_rate, (layer,), pad=pad)[layer]
+            return [out[layer] for out in self._run_many(audio, (layer,), pad, batch_size)]
+        return self._run(audio, (layer,), pad)[layer]
 
     def predict(
-        self, waveform: object, sample_rate: int = SAMPLE_RATE, *, pad: PadMode | None = None
+        self,
+        waveform: object,
+        sample_rate: int | None = None,
+        *,
+        pad: PadMode | None = "repeat",
+        channels: str = "mix",
+        batch: bool = False,
+        batch_size: int = 16,
     ) -> Prediction | list[Prediction]:
         """Object and scene probabilities (softmax of the heads) per output frame, with names and frame times.
 
-        Inputs as for :meth:`features`; the heads need ``geometry("objects").min_samples`` samples (≈9.5 s for
-        SoundNet-8) unless ``pad`` is given.
+        Inputs as for :meth:`features`. By default (``pad="repeat"``) the network hears what it was trained on: a
+        clip shorter than 10.98 s is repeated circularly to the 20-s training crop, and where a longer clip's last
+        frame would be dominated by padding, up to 1.49 s of the clip's start is appended; the result says so
+        (``padded``, ``padded_to_s``, ``padded_frames``). ``pad=None`` appends nothing, reports only frames with
+        the training margin and raises :class:`~soundnet_keras.errors.InputTooShortError` below 10.98 s.
         """
-        audio, sample_rate, is_list = self._inputs(waveform, sample_rate)
+        audio, is_list = self._inputs(waveform, sample_rate, channels, batch)
+        pad = arch_mod.check_pad(pad)
+        names = ("objects", "scenes")
         if is_list:
-            return [self.predict(clip, sample_rate, pad=pad) for clip in audio]
-        heads = self.intermediates(audio, sample_rate, ("objects", "scenes"), pad=pad)
+            return [self._prediction(out) for out in self._run_many(audio, names, pad, batch_size)]
+        return self._prediction(self._run(audio, names, pad))
+
+    def _prediction(self, heads: dict[str, Features]) -> Prediction:
         objects, scenes = heads["objects"], heads["scenes"]
         return Prediction(
-            _softmax(objects.values.astype(np.float64)),
-            _softmax(scenes.values.astype(np.float64)),
+            softmax(objects.values.astype(np.float64), axis=-1),
+            softmax(scenes.values.astype(np.float64), axis=-1),
             self.categories["objects"],
             self.categories["scenes"],
             objects.times,
             objects.num_samples,
             objects.padded,
+            objects.input_samples,
+            objects.padded_frames,
         )
 
     def __repr__(self) -> str:

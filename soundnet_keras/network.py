@@ -20,12 +20,17 @@ import numpy as np
 from .architecture import (
     BATCHNORM_EPSILON,
     BATCHNORM_MOMENTUM,
+    HEAD_NAMES,
+    TRAINING_CROP_SAMPLES,
     WAVEFORM_SCALE,
     Conv,
     Pool,
+    geometry,
+    head_margin,
     heads,
     layer_table,
     output_names,
+    reliable_min_samples,
     trunk,
 )
 from .errors import ConfigError, WeightsError
@@ -129,3 +134,78 @@ def set_params(model: keras.Model, arch: str, keras_params: Mapping[str, Mapping
             BN_VARIABLES if isinstance(layer, keras.layers.BatchNormalization) else ("kernel", "bias")
         )
         layer.set_weights([np.asarray(params[name][var], np.float32) for var in names])
+
+
+# ------------------------------------------------------------------------------------------------------- serving
+@keras.saving.register_keras_serializable(package="soundnet_keras")
+class LoopPad(keras.layers.Layer):
+    """The heads' padding policy inside a model: (batch, samples) -> (batch, padded samples), circularly.
+
+    Inputs shorter than ``short_below`` samples are repeated to ``crop_samples`` (the training crop); where the last
+    head frame (``min_samples`` + k ``hop``) of a longer input has less than ``margin`` samples after it, the input's
+    start is appended up to that (see :func:`~soundnet_keras.architecture.plan_input`, ``pad="repeat"``).
+    """
+
+    def __init__(self, short_below: int, crop_samples: int, min_samples: int, hop: int, margin: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.short_below, self.crop_samples = int(short_below), int(crop_samples)
+        self.min_samples, self.hop, self.margin = int(min_samples), int(hop), int(margin)
+
+    def call(self, waveform):
+        ops = keras.ops
+        length = ops.shape(waveform)[1]
+        last_frame = ops.maximum(length - self.min_samples, 0) // self.hop
+        needed = self.min_samples + last_frame * self.hop + self.margin
+        target = ops.where(length < self.short_below, self.crop_samples, ops.maximum(length, needed))
+        return ops.take(waveform, ops.arange(target) % length, axis=1)  # sample i is sample i mod n
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None)
+
+    def get_config(self) -> dict:
+        names = ("short_below", "crop_samples", "min_samples", "hop", "margin")
+        return {**super().get_config(), **{name: getattr(self, name) for name in names}}
+
+
+@keras.saving.register_keras_serializable(package="soundnet_keras")
+class KeepFrames(keras.layers.Layer):
+    """Keep the head frames :class:`LoopPad`'s policy reports: [logits (batch, frames, classes), waveform] -> logits.
+
+    For input shorter than ``short_below`` every frame of the repeated crop; otherwise the frames the unpadded input
+    has, ``(samples - min_samples) // hop + 1``.
+    """
+
+    def __init__(self, short_below: int, min_samples: int, hop: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.short_below, self.min_samples, self.hop = int(short_below), int(min_samples), int(hop)
+
+    def call(self, inputs):
+        logits, waveform = inputs
+        length = keras.ops.shape(waveform)[1]
+        frames = keras.ops.where(
+            length < self.short_below, keras.ops.shape(logits)[1], (length - self.min_samples) // self.hop + 1
+        )
+        return logits[:, :frames]
+
+    def compute_output_shape(self, input_shapes):
+        logits_shape = input_shapes[0]
+        return (logits_shape[0], None, logits_shape[2])
+
+    def get_config(self) -> dict:
+        names = ("short_below", "min_samples", "hop")
+        return {**super().get_config(), **{name: getattr(self, name) for name in names}}
+
+
+def build_serving_model(network: keras.Model, arch: str) -> keras.Model:
+    """``network`` (shared weights) behind the heads' padding policy: any input of at least one sample gives the
+    head logits that :meth:`SoundNet.predict` turns into probabilities (``pad="repeat"``), never a shape error or NaN.
+    """
+    short_below = reliable_min_samples(arch)
+    geo = geometry(arch, HEAD_NAMES[0])
+    waveform = keras.Input(shape=(None,), name="waveform", dtype="float32")
+    crop = max(TRAINING_CROP_SAMPLES, short_below)
+    padded = LoopPad(short_below, crop, geo.min_samples, geo.hop, head_margin(arch), name="loop_pad")(waveform)
+    logits = network(padded)
+    keep = KeepFrames(short_below, geo.min_samples, geo.hop, name="keep_frames")
+    outputs = {name: keep([logits[name], waveform]) for name in HEAD_NAMES}
+    return keras.Model(waveform, outputs, name=f"{network.name}_serving")

@@ -23,6 +23,15 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def railroad(shared_dir: Path) -> tuple[np.ndarray, int]:
+    """The real 19.93-s train recording of ``../shared``, as soundfile reads it (float32, 22,050 Hz, mono)."""
+    import soundfile
+
+    waveform, rate = soundfile.read(shared_dir / "audio" / "railroad_audio.wav", dtype="float32")
+    return waveform, rate
+
+
+@pytest.fixture(scope="session")
 def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One SoundNet feature-cache folder for the whole session (classifier and ESC tests share extracted features)."""
     path = tmp_path_factory.getbasetemp() / "soundnet-feature-cache"

@@ -253,8 +253,8 @@ def test_exact_variant_feeds_unresampled_doubled_audio(pretrained_net, small_spl
     samples, rate = soundfile.read(path, dtype="float32")
     assert rate == 44100
     exact = FeatureExtractor(pretrained_net, variant="exact", duration=10, cache=False)
-    audio, input_rate = exact.prepare(samples, rate)
-    assert input_rate == 44100 and audio.shape == (441000,)
+    audio, input_rate, plan = exact.prepare(samples, rate)
+    assert input_rate == 44100 and audio.shape == (441000,) and not plan.padded
     np.testing.assert_array_equal(audio[: len(samples)], samples * 2)
     np.testing.assert_array_equal(audio[len(samples) : 2 * len(samples)], samples * 2)  # circular repeat
     clip = exact.extract([path])[0]

@@ -56,10 +56,11 @@ def test_text_report_with_frames_skips_the_corrupt_file(clips, pretrained_path, 
     no_traceback(proc)
     assert proc.returncode == 1
     out = proc.stdout
-    assert f"{clips['short']}: 4.00 s, 1 frame" in out and "repeated circularly" in out
-    assert f"{clips['long']}: 13.00 s, 2 frames" in out
-    assert out.count("frame 0  ") == 2 and out.count("frame 1  ") == 1
-    assert out.count("scenes:") == (1 + 1) + (1 + 2) and out.count("objects:") == 5
+    assert f"{clips['short']}: 4.00 s, 4 frames" in out and "repeated circularly to 20.00 s" in out
+    assert f"{clips['long']}: 13.00 s, 2 frames" in out and "first 0.95 s were appended at its end" in out
+    assert out.count("frame 0  ") == 2 and out.count("frame 1  ") == 2 and out.count("frame 3  ") == 1
+    assert out.count("scenes:") == (1 + 4) + (1 + 2) and out.count("objects:") == 8
+    assert out.count("(hears repeated audio)") == 4 + 1  # every frame of the loop, the long clip's last frame
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 2, proc.stderr
     assert str(clips["broken"]) in errors[0] and "not a readable audio file" in errors[0]
@@ -80,12 +81,14 @@ def test_json_csv_plot_and_output_files(clips, pretrained_path, tmp_path):
     records = json.loads(out_json.read_text())
     assert [r["file"] for r in records] == [str(f) for f in files]
     first = records[0]
-    assert first["duration_s"] == pytest.approx(12.0) and not first["padded"] and first["frames"] == 1
+    assert first["duration_s"] == pytest.approx(12.0) and first["frames"] == 1 and not first["padded"]
     assert len(first["scenes"]) == 2 and len(first["objects"]) == 2
     assert 0 < first["scenes"][1]["probability"] <= first["scenes"][0]["probability"] <= 1
     assert len(records[1]["frame_results"]) == 2
-    frame = records[1]["frame_results"][1]
-    assert 0 < frame["start_s"] < frame["end_s"] <= 13.0
+    frame = records[1]["frame_results"][1]  # 13 s: the last frame lacked 0.95 s, which was appended
+    assert 0 < frame["start_s"] < frame["end_s"] <= 13.0 and frame["padded"]
+    assert records[1]["padded_to_s"] == pytest.approx((209_374 + 65_536 + 32_768) / 22050, abs=1e-4)
+    assert not records[1]["frame_results"][0]["padded"]
     pngs = sorted(tmp_path.glob("timeline_*.png"))
     assert [p.name for p in pngs] == ["timeline_example_train.png", "timeline_noise.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
@@ -96,10 +99,10 @@ def test_json_csv_plot_and_output_files(clips, pretrained_path, tmp_path):
     assert proc.returncode == 1
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert {r["file"] for r in rows} == {str(clips["long"])}
-    assert len(rows) == 3 * 2 * 2  # (clip + 2 frames) x 2 heads x top-2
-    assert [r["frame"] for r in rows[::4]] == ["all", "0", "1"]
+    assert len(rows) == 2 * 2 * 2  # (clip + its 1 reliable frame of 2) x 2 heads x top-2
+    assert [r["frame"] for r in rows[::4]] == ["all", "0"] and {r["padded"] for r in rows} == {"0"}
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
-    assert "needs at least 209374 samples" in proc.stderr and "--no-pad" in proc.stderr
+    assert "needs at least 242142 samples" in proc.stderr and "--no-pad" in proc.stderr
 
 
 def test_usage_errors_exit_non_zero_with_one_line(clips, pretrained_path, tmp_path, capsys):

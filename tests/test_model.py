@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy_soundnet import TORCH_MODELS, forward, random_torch_params
+from scipy.special import softmax
 
 from soundnet_keras import (
     AudioError,
@@ -82,22 +83,28 @@ def test_every_layer_matches_numpy_reference(random_net):
     for length in (minimum, minimum + 1, minimum + 54_321):
         waveform = rng.uniform(-1, 1, length).astype(np.float32) * np.hanning(length).astype(np.float32)
         expected = forward(arch, torch_params, waveform.astype(np.float64))
-        got = net.intermediates(waveform)
+        got = net.forward(waveform[None], net.layers)  # the bare network: no padding policy, every frame
         assert set(got) == set(expected)
-        for name, feats in got.items():
-            assert feats.values.shape == expected[name].shape, name
-            assert relative_error(feats.values, expected[name]) <= 1e-5, (arch, length, name)
+        for name, values in got.items():
+            assert values[0].shape == expected[name].shape, name
+            assert relative_error(values[0], expected[name]) <= 1e-5, (arch, length, name)
+        hidden = net.intermediates(waveform, layers=[n for n in net.layers if n not in ("objects", "scenes")])
+        for name, feats in hidden.items():
+            np.testing.assert_array_equal(feats.values, got[name][0])
 
 
-def test_minimum_minus_one_raises_the_guard(random_net):
+def test_too_short_inputs_raise_the_guard(random_net):
     arch, _, net = random_net
-    minimum = architecture.geometry(arch, "objects").min_samples
+    reliable = architecture.reliable_min_samples(arch)
     with pytest.raises(InputTooShortError) as info:
-        net.predict(np.zeros(minimum - 1, np.float32))
+        net.predict(np.zeros(reliable - 1, np.float32), pad=None)
     message = str(info.value)
-    assert f"{minimum} samples" in message and f"{minimum - 1} samples" in message
-    assert f"{minimum / 22050:.3f} s" in message and "pad=" in message
-    assert info.value.min_samples == minimum and info.value.received_samples == minimum - 1
+    assert f"{reliable} samples" in message and f"{reliable - 1} samples" in message
+    assert f"{reliable / 22050:.3f} s" in message and "pad=" in message and "20-s crops" in message
+    assert info.value.min_samples == reliable and info.value.received_samples == reliable - 1
+    minimum = architecture.geometry(arch, "objects").min_samples  # computable, but padding-dominated: refused
+    with pytest.raises(InputTooShortError, match=f"needs at least {reliable} samples"):
+        net.features(np.zeros(minimum, np.float32), layer="objects")
     for name in ("pool1", "pool5") if arch == "soundnet8" else ("pool3",):
         short = architecture.geometry(arch, name).min_samples - 1
         with pytest.raises(InputTooShortError, match=name):
@@ -106,17 +113,45 @@ def test_minimum_minus_one_raises_the_guard(random_net):
 
 def test_padding_options(random_net):
     arch, _, net = random_net
-    minimum = architecture.geometry(arch, "objects").min_samples
+    crop = max(architecture.TRAINING_CROP_SAMPLES, architecture.reliable_min_samples(arch))
     clip = np.random.default_rng(3).uniform(-0.5, 0.5, 30_000).astype(np.float32)
     repeated = net.predict(clip, pad="repeat")
-    manual = net.predict(np.tile(clip, minimum // clip.size + 1)[:minimum])
-    assert repeated.padded and repeated.num_samples == minimum
-    np.testing.assert_allclose(repeated.scenes, manual.scenes, rtol=1e-6, atol=1e-9)
+    manual = net.forward(np.tile(clip, crop // clip.size + 1)[None, :crop], ("scenes",))["scenes"][0]
+    assert repeated.padded and repeated.num_samples == crop and repeated.input_samples == clip.size
+    np.testing.assert_allclose(repeated.scenes, softmax(manual.astype(np.float64), axis=-1), rtol=1e-6, atol=1e-9)
     zeros = net.predict(clip, pad="zeros")
-    manual = net.predict(np.concatenate([clip, np.zeros(minimum - clip.size, np.float32)]))
-    np.testing.assert_allclose(zeros.objects, manual.objects, rtol=1e-6, atol=1e-9)
+    manual = net.forward(np.concatenate([clip, np.zeros(crop - clip.size, np.float32)])[None], ("objects",))
+    np.testing.assert_allclose(
+        zeros.objects, softmax(manual["objects"][0].astype(np.float64), axis=-1), rtol=1e-6, atol=1e-9
+    )
+    hidden = net.features(clip[:100], layer="pool2", pad="repeat")  # hidden layers: only up to their minimum
+    assert hidden.num_samples == architecture.geometry(arch, "pool2").min_samples and hidden.padded
     with pytest.raises(ConfigError, match="pad mode"):
         net.predict(clip, pad="mirror")
+
+
+def test_padding_plan_for_the_heads():
+    reliable = architecture.reliable_min_samples("soundnet8")
+    assert reliable == 209_374 + 32_768 and architecture.head_margin("soundnet8") == 32_768
+    short = architecture.plan_input("soundnet8", ("objects",), 110_250, "repeat")
+    assert (short.network_samples, short.frames("objects"), short.padded) == (441_000, 4, True)
+    assert short.padded_frames("objects", 4).all() and short.timeline_samples == 441_000
+    long = architecture.plan_input("soundnet8", ("objects", "pool5"), 418_750, "repeat")
+    assert long.frames("objects") == architecture.output_length("soundnet8", "objects", 418_750) == 4
+    last_needs = 209_374 + 3 * 65_536 + 32_768  # the 4th frame's minimum plus the margin
+    assert long.network_samples == last_needs and long.timeline_samples == 418_750
+    assert long.frames("pool5") == architecture.output_length("soundnet8", "pool5", 418_750)
+    assert long.padded_frames("objects", 4).tolist() == [False, False, False, True]
+    appended = last_needs - 418_750
+    assert long.apply(np.arange(418_750, dtype=np.float32))[-appended:].tolist() == list(range(appended))
+    fine = architecture.plan_input("soundnet8", ("objects",), 439_530, "repeat")  # railroad: every frame has it
+    assert not fine.padded and fine.frames("objects") == 4
+    unpadded = architecture.plan_input("soundnet8", ("objects",), 297_675, None)  # 13.5 s: 2 frames, 1 reliable
+    assert unpadded.frames("objects") == 1 and not unpadded.padded
+    hidden = architecture.plan_input("soundnet8", ("pool5",), 1_000, "zeros")
+    assert hidden.network_samples == 4_574 and hidden.apply(np.ones(1_000, np.float32))[1_000:].max() == 0
+    with pytest.raises(ConfigError, match="num_samples must be a positive"):
+        architecture.plan_input("soundnet8", ("objects",), 0, "repeat")
 
 
 def test_batches_and_lists_match_single_clips(random_net):
@@ -125,7 +160,7 @@ def test_batches_and_lists_match_single_clips(random_net):
     minimum = architecture.geometry(arch, "pool5" if arch == "soundnet8" else "conv4").min_samples
     layer = "pool5" if arch == "soundnet8" else "conv4"
     batch = rng.uniform(-1, 1, (3, minimum + 5_000)).astype(np.float32)
-    batched = net.features(batch, layer=layer)
+    batched = net.features(batch, layer=layer, batch=True)
     assert batched.values.shape[0] == 3
     for i in range(3):
         np.testing.assert_allclose(batched.values[i], net.features(batch[i], layer=layer).values, rtol=1e-5, atol=1e-6)
@@ -229,7 +264,9 @@ def test_prediction_top_and_times(random_net):
     assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
     assert top[0][0] == pred.scene_names[int(np.argmax(pred.scenes.mean(axis=0)))]
     assert np.all(np.diff(pred.times.center) > 0) and pred.times.start[0] == 0.0
-    assert pred.times.end[-1] <= 2 * minimum / 22050 + 1e-9
+    assert pred.times.end[-1] <= 2 * minimum / 22050 + 1e-9  # the clip's own timeline, not the extended input's
+    assert pred.input_samples == 2 * minimum and pred.padded_frames.shape == (frames,)
+    assert pred.padded == (arch == "soundnet8")  # its last frame lacks the training margin at 2 x the minimum
     with pytest.raises(ConfigError, match="head must be"):
         pred.top("things")
     with pytest.raises(ConfigError, match="k must be a positive integer"):

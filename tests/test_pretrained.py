@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
 from soundnet_keras import ConversionError, PretrainedUnavailableError, SoundNet, pretrained
 from soundnet_keras.sound8_npy import SOUND8_KEYS, read_sound8_npy
@@ -17,12 +16,6 @@ from soundnet_keras.weights import load_weights
 
 GOLDEN_LAYERS = ("pool2", "conv3", "conv4", "conv5", "pool5", "conv6", "conv7", "objects", "scenes")
 GOLDEN_FIRST = ("conv1", "pool1", "conv2")
-
-
-@pytest.fixture(scope="module")
-def railroad(shared_dir):
-    waveform, rate = soundfile.read(shared_dir / "audio" / "railroad_audio.wav", dtype="float32")
-    return waveform, rate
 
 
 @pytest.fixture(scope="module")

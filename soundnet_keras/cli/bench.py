@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import guard, load_model, write_text_atomic
+from .common import add_cache_arguments, clear_cache_if_asked, guard, load_model, write_text_atomic
 from .train_head import ArgumentParser
 
 
@@ -42,8 +42,7 @@ def build_parser() -> ArgumentParser:
     )
     esc.add_argument("--out", default="soundnet-bench-esc", help="folder for plots and results.json")
     esc.add_argument("--weights", default="soundnet8", help="pretrained preset or weights file (default: soundnet8)")
-    esc.add_argument("--cache-dir", default=None, help="feature cache folder (default: user cache)")
-    esc.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    add_cache_arguments(esc)
     esc.add_argument("--no-plot", action="store_true", help="do not write confusion-matrix plots")
     esc.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -61,6 +60,7 @@ def _esc(args: argparse.Namespace) -> int:
     start = time.monotonic()
     protocols = parse_protocols(args.variants)
     dataset = read_esc(args.root, esc10=args.esc10, folds=args.folds)
+    clear_cache_if_asked(args)
     for line in dataset.report():
         print(line)
     net = load_model(args.weights, verbose=True)

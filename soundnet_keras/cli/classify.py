@@ -9,10 +9,12 @@ Examples::
     soundnet-classify long_walk.mp3 --frames --csv --plot timeline.png
 
 Files are decoded in parallel threads, resampled to 22,050 Hz and mixed to mono (``--channels first`` takes the
-first channel, as the original scripts did). Clips shorter than the ≈9.5 s the heads need are repeated circularly
-to that length, as the original scripts did, and the output says so (``--no-pad`` refuses them instead). Clips of
-equal length are batched; long files run in chunks with bounded memory. A file that cannot be used is reported on
-one ``error:`` line and skipped; the exit status is 1 if any file failed.
+first channel, as the original scripts did). The network hears what it was trained on (20-s crops): clips shorter
+than 10.98 s are repeated circularly to 20 s, a longer one whose last frame would hear padding gets up to 1.49 s of
+its start appended, and the output says so (``--no-pad`` appends nothing, refuses clips under
+10.98 s; see :func:`soundnet_keras.architecture.plan_input`). Clips fed with equal lengths are batched; long
+files run in chunks with bounded memory. A file that cannot be used is reported on one ``error:`` line and
+skipped; the exit status is 1 if any file failed.
 
 The per-file work is one swappable function: :class:`Classifier` turns a batch of decoded clips into
 :class:`ClipResult` objects whose ``heads`` map a head name to per-frame probabilities and label names, and every
@@ -30,10 +32,11 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..architecture import SAMPLE_RATE, frame_times, geometry, pad_to_length
+from ..architecture import HEAD_NAMES, SAMPLE_RATE, PadMode, plan_input, reliable_min_samples
 from ..audio import CHANNEL_MODES, Decoded, decode_files, example_clip
 from ..errors import InputTooShortError, SoundNetError
 from .common import (
@@ -48,6 +51,9 @@ from .common import (
     run_cli,
     write_text_atomic,
 )
+
+if TYPE_CHECKING:  # the model module imports TensorFlow, which load_model starts with its C++ lines hidden
+    from ..model import Prediction
 
 HEAD_ORDER = ("scenes", "objects")
 
@@ -86,92 +92,83 @@ class ClipResult:
     start: np.ndarray
     end: np.ndarray
     padded_to: float | None = None
-    """Seconds the clip was repeated to when it was shorter than the network needs; None when not padded."""
+    """Seconds the network input was padded to (the clip repeated or extended); None when nothing was appended."""
     notes: list[str] = field(default_factory=list)
+    padded_frames: np.ndarray | None = None
+    """Per frame: whether it read audio the padding appended (None: no such information, e.g. a trained head)."""
 
     @property
     def frames(self) -> int:
         return len(self.start)
 
+    def frame_padded(self, frame: int) -> bool:
+        """Whether output frame ``frame`` read audio that the padding appended (repeated or extended)."""
+        return bool(self.padded_frames is not None and self.padded_frames[frame])
+
 
 class Classifier:
     """SoundNet's own heads (ImageNet objects, Places2 scenes): batches decoded clips, returns :class:`ClipResult`.
 
-    ``pad=True`` repeats clips shorter than the heads' minimum circularly (the original scripts' behaviour);
-    ``pad=False`` rejects them with :class:`~soundnet_keras.errors.InputTooShortError`.
+    ``pad=True`` applies the library's padding policy (:func:`~soundnet_keras.architecture.plan_input`): clips
+    shorter than 10.98 s are repeated circularly to the 20-s training crop; where a longer clip's last frame would
+    hear the end padding, up to 1.49 s of its start is appended. ``pad=False`` appends nothing and rejects clips
+    too short for one reliable frame with :class:`~soundnet_keras.errors.InputTooShortError`.
     """
 
     def __init__(self, net, *, pad: bool = True, batch_size: int = 16) -> None:
         self.net = net
-        self.pad = pad
+        self.pad: PadMode | None = "repeat" if pad else None
         self.batch_size = batch_size
-        self.min_samples = geometry(net.arch, "objects").min_samples
 
-    def _prepare(self, item: Decoded) -> tuple[np.ndarray, float | None]:
-        audio = item.waveform
-        if audio.size >= self.min_samples:
-            return audio, None
-        if not self.pad:
-            try:
-                from ..architecture import check_length
-
-                check_length(self.net.arch, "objects", audio.size)
-            except InputTooShortError as exc:
-                raise InputTooShortError(
-                    f"{str(item.path)!r}: {exc} (remove --no-pad to repeat it circularly)",
-                    layer=exc.layer,
-                    min_samples=exc.min_samples,
-                    received_samples=exc.received_samples,
-                ) from None
-        return pad_to_length(audio, self.min_samples, "repeat"), self.min_samples / SAMPLE_RATE
+    def _check(self, item: Decoded) -> None:
+        try:
+            plan_input(self.net.arch, HEAD_NAMES, item.waveform.size, self.pad)
+        except InputTooShortError as exc:
+            raise exc.with_context(repr(str(item.path)), " (remove --no-pad to repeat it circularly)") from None
 
     def classify(self, items: Sequence[Decoded]) -> list[ClipResult | SoundNetError]:
-        """Classify decoded clips (all at 22,050 Hz); equal lengths run as one batch. Order is kept."""
+        """Classify decoded clips (all at 22,050 Hz); clips fed with equal lengths run as one batch. Order is kept."""
         results: list[ClipResult | SoundNetError | None] = [None] * len(items)
-        groups: dict[int, list[tuple[int, np.ndarray, float | None]]] = {}
+        usable = []
         for index, item in enumerate(items):
             try:
-                audio, padded_to = self._prepare(item)
+                self._check(item)
             except SoundNetError as exc:
                 results[index] = exc
                 continue
-            groups.setdefault(audio.size, []).append((index, audio, padded_to))
-        for length, members in groups.items():
-            for begin in range(0, len(members), self.batch_size):
-                part = members[begin : begin + self.batch_size]
-                batch = part[0][1][None] if len(part) == 1 else np.stack([audio for _, audio, _ in part])
-                feats = self.net.intermediates(batch, SAMPLE_RATE, ("objects", "scenes"))
-                for row, (index, _, padded_to) in enumerate(part):
-                    results[index] = self._result(
-                        items[index], length, padded_to, feats["objects"].values[row], feats["scenes"].values[row]
-                    )
+            usable.append(index)
+        if usable:
+            clips = [items[i].waveform for i in usable]
+            predictions = self.net.predict(clips, pad=self.pad, batch_size=self.batch_size)
+            for index, prediction in zip(usable, predictions, strict=True):
+                results[index] = self._result(items[index], prediction)
         return results  # type: ignore[return-value]
 
-    def _result(
-        self, item: Decoded, length: int, padded_to: float | None, objects: np.ndarray, scenes: np.ndarray
-    ) -> ClipResult:
-        times = frame_times(self.net.arch, "objects", objects.shape[0], length)
+    def _result(self, item: Decoded, prediction: Prediction) -> ClipResult:
         duration = item.duration
         heads = {
-            "scenes": HeadOutput(_softmax(scenes), self.net.categories["scenes"]),
-            "objects": HeadOutput(_softmax(objects), self.net.categories["objects"]),
+            "scenes": HeadOutput(prediction.scenes, prediction.scene_names),
+            "objects": HeadOutput(prediction.objects, prediction.object_names),
         }
         notes = []
-        start, end = times.start, times.end
-        if padded_to is not None:
+        padded_to = prediction.padded_to_s
+        reliable_s = reliable_min_samples(self.net.arch) / SAMPLE_RATE
+        start, end = prediction.times.start, prediction.times.end
+        if padded_to is not None and duration < reliable_s:
             notes.append(
-                f"clip is {duration:.2f} s, shorter than the {padded_to:.2f} s the model needs: repeated circularly "
-                f"to {padded_to:.2f} s (--no-pad refuses short clips)"
+                f"clip is {duration:.2f} s, shorter than the {reliable_s:.2f} s one reliable frame needs: repeated "
+                f"circularly to {padded_to:.2f} s, the length the network was trained on (--no-pad refuses it); "
+                "frame times are on that loop"
             )
+        else:
+            if padded_to is not None:
+                notes.append(
+                    f"the clip's first {padded_to - duration:.2f} s were appended at its end, so that its last frame "
+                    "hears audio instead of the zero padding the network was not trained on (--no-pad: drop that "
+                    "frame instead)"
+                )
             start, end = np.minimum(start, duration), np.minimum(end, duration)
-        return ClipResult(item.path, duration, heads, start, end, padded_to, notes)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+        return ClipResult(item.path, duration, heads, start, end, padded_to, notes, prediction.padded_frames)
 
 
 class HeadClassifier:
@@ -249,7 +246,8 @@ def format_text(result: ClipResult, top_k: int, frames: bool) -> str:
         lines.append(f"  {head + ':':<{width}} {_fmt_top(result.heads[head].top(top_k))}")
     if frames:
         for i in range(result.frames):
-            lines.append(f"  frame {i}  {result.start[i]:.2f}-{result.end[i]:.2f} s")
+            marker = "  (hears repeated audio)" if result.frame_padded(i) else ""
+            lines.append(f"  frame {i}  {result.start[i]:.2f}-{result.end[i]:.2f} s{marker}")
             for head in _heads(result):
                 lines.append(f"    {head + ':':<{width}} {_fmt_top(result.heads[head].top(top_k, i))}")
     return "\n".join(lines)
@@ -281,6 +279,7 @@ def json_record(result: ClipResult, top_k: int, frames: bool) -> dict[str, objec
                 "frame": i,
                 "start_s": round(float(result.start[i]), 4),
                 "end_s": round(float(result.end[i]), 4),
+                "padded": result.frame_padded(i),
                 **{h: _top_records(result.heads[h].top(top_k, i), result.heads[h].kind) for h in _heads(result)},
             }
             for i in range(result.frames)
@@ -297,18 +296,21 @@ def csv_columns(score_kind: str = "probability") -> tuple[str, ...]:
 
 
 def csv_rows(result: ClipResult, top_k: int, frames: bool) -> list[list[object]]:
-    """One row per file, frame (``all`` for the whole clip), head and rank."""
+    """One row per file, frame (``all`` for the whole clip), head and rank; ``padded`` is 1 where the clip (or that
+    frame) was fed audio the padding appended."""
     rows: list[list[object]] = []
-    padded = int(result.padded_to is not None)
-    spans: list[tuple[object, float, float, int | None]] = [("all", 0.0, result.duration, None)]
+    spans: list[tuple[object, float, float, int | None, bool]] = [
+        ("all", 0.0, result.duration, None, result.padded_to is not None)
+    ]
     if frames:
-        spans += [(i, float(result.start[i]), float(result.end[i]), i) for i in range(result.frames)]
-    for label, start, end, frame in spans:
+        spans += [
+            (i, float(result.start[i]), float(result.end[i]), i, result.frame_padded(i)) for i in range(result.frames)
+        ]
+    for label, start, end, frame, padded in spans:
         for head in _heads(result):
             for rank, (name, prob) in enumerate(result.heads[head].top(top_k, frame), 1):
-                rows.append(
-                    [str(result.path), label, f"{start:.4f}", f"{end:.4f}", head, rank, name, f"{prob:.6f}", padded]
-                )
+                row = [str(result.path), label, f"{start:.4f}", f"{end:.4f}", head, rank, name, f"{prob:.6f}"]
+                rows.append([*row, int(padded)])
     return rows
 
 
@@ -332,7 +334,7 @@ def plot_timeline(result: ClipResult, path: Path, top_k: int) -> Path:
         ax.legend(loc="upper right", fontsize="small")
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("time (s), frame centres")
-    note = " (repeated to fill the model's input)" if result.padded_to is not None else ""
+    note = " (padded with repeated audio, see the report's note)" if result.padded_to is not None else ""
     axes[0].set_title(f"{result.path.name}{note}")
     fig.savefig(path)
     return path
@@ -381,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--no-pad", action="store_true",
-        help="reject clips shorter than the model's minimum (≈9.5 s) instead of repeating them circularly",
+        help="append nothing: reject clips shorter than 10.98 s (one reliable frame) instead of repeating them to the "
+        "20-s training crop, and drop a last frame that would hear padding instead of extending the clip",
     )
     parser.add_argument("--weights", default=None, help="pretrained preset or weights file (default soundnet8)")
     parser.add_argument(

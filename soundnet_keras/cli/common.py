@@ -137,3 +137,22 @@ def load_model(weights: str, *, verbose: bool):
         tf.zeros(1)  # initialises the devices, whose native start-up messages would otherwise reach the terminal
 
     return SoundNet.from_pretrained(weights, verbose=verbose)
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """Feature-cache options of the tools that extract features: ``--cache-dir``, ``--no-cache``, ``--clear-cache``."""
+    parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: user cache)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    parser.add_argument(
+        "--clear-cache", action="store_true", help="delete every entry of the feature cache before running"
+    )
+
+
+def clear_cache_if_asked(args: argparse.Namespace) -> None:
+    """Empty the feature cache when ``--clear-cache`` was given, saying how many entries went (stderr)."""
+    if args.clear_cache:
+        from ..classifier import FeatureCache
+
+        cache = FeatureCache(args.cache_dir)
+        removed = cache.clear()
+        print(f"cleared the feature cache {str(cache.root)!r}: {removed} entries deleted", file=sys.stderr)

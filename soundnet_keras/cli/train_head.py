@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..errors import ConfigError
-from .common import EXIT_USAGE, guard, load_model, print_error
+from .common import EXIT_USAGE, add_cache_arguments, clear_cache_if_asked, guard, load_model, print_error
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".snd", ".w64", ".caf"})
 
@@ -133,8 +133,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--cv", type=int, default=5, help="cross-validation folds to report (0: skip; default: 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", default="soundnet8", help="pretrained preset or weights file (default: soundnet8)")
-    parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: user cache)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    add_cache_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -159,6 +158,7 @@ def _train(args: argparse.Namespace) -> int:
     if output.is_dir():
         raise ConfigError(f"--output {str(output)!r} is a folder; give a file name such as my.head.h5")
     layers = [name.strip() for name in args.layer.split(",") if name.strip()]
+    clear_cache_if_asked(args)
     net = load_model(args.weights, verbose=True)
     model = ClipClassifier(
         args.head, layers if len(layers) > 1 else (layers[0] if layers else ""), window=parse_window(args.window),

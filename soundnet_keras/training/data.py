@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..architecture import SAMPLE_RATE, layer_table, output_length
+from ..architecture import SAMPLE_RATE, TRAINING_CROP_SECONDS, layer_table, output_length
 from ..errors import ConfigError
 
 SHARD_FORMAT = "soundnet_keras.teacher_shards/1"
 MANIFEST_NAME = "manifest.json"
 DEFAULT_STEP_SECONDS = 5.0
-DEFAULT_CROP_SECONDS = 20.0
+DEFAULT_CROP_SECONDS = TRAINING_CROP_SECONDS
 
 
 # ------------------------------------------------------------------------------------------------------ manifest

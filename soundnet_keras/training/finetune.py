@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..architecture import SAMPLE_RATE, geometry, output_names, pad_to_length
-from ..audio import as_waveform, check_sample_rate, load_audio, resample
+from ..audio import as_clip, check_sample_rate, load_audio, resample
 from ..errors import ConfigError, WeightsError
 
 FINETUNED_FORMAT = "soundnet_keras.finetuned/1"
@@ -350,8 +350,9 @@ class FinetunedClassifier:
         return np.asarray(self._run(audio[None].astype(np.float32)))[0].astype(np.float64)
 
     def predict_waveform(self, waveform: object, sample_rate: int = SAMPLE_RATE) -> tuple[str, dict[str, float]]:
-        """(label, {class: probability}) for one mono clip (float in [-1, 1] or integer samples, any rate)."""
-        audio = as_waveform(waveform, allow_batch=False)
+        """(label, {class: probability}) for one clip (float in [-1, 1] or integer samples, any rate; (samples,) or
+        (samples, channels), mixed — the layout rule of :func:`~soundnet_keras.audio.as_clip`)."""
+        audio = as_clip(waveform)
         audio = resample(audio, check_sample_rate(sample_rate))
         audio = pad_to_length(audio, self.min_samples, "repeat")
         probs = self._probabilities(audio)
