@@ -154,7 +154,9 @@ def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_R
     return np.ascontiguousarray(resampled.T, dtype=np.float32)
 
 
-AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd")
+AUDIO_EXTENSIONS = (
+    ".wav", ".wave", ".w64", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf"
+)  # fmt: skip
 """File name extensions treated as audio when a folder is expanded (decoding itself goes by content, not name)."""
 
 BLOCK_FRAMES = 1 << 18

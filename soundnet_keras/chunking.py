@@ -27,6 +27,7 @@ import numpy as np
 
 from .architecture import conv_output_length, geometry, output_length, path_to
 from .errors import ConfigError
+from .validation import check_positive
 
 _INF = math.inf
 
@@ -73,17 +74,10 @@ def valid_frames(arch: str, name: str, start: int, stop: int, total: int) -> tup
     return first, max(first, last)
 
 
-def _lcm(values: Iterable[int]) -> int:
-    result = 1
-    for value in values:
-        result = result * value // math.gcd(result, value)
-    return result
-
-
 def min_chunk_samples(arch: str, names: Iterable[str]) -> int:
     """Smallest chunk length :func:`plan_chunks` accepts: two receptive fields of the deepest output plus two hops."""
     geos = [geometry(arch, n) for n in names]
-    hop = _lcm(g.hop for g in geos)
+    hop = math.lcm(*(g.hop for g in geos))
     need = 2 * max(g.receptive_field for g in geos) + 2 * hop
     return -(-need // hop) * hop
 
@@ -97,10 +91,9 @@ def plan_chunks(arch: str, names: Iterable[str], total: int, chunk_samples: int)
     names = tuple(dict.fromkeys(names))
     if not names:
         raise ConfigError("plan_chunks needs at least one output name")
-    if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, (int, np.integer)) or chunk_samples <= 0:
-        raise ConfigError(f"chunk_samples must be a positive integer, got {chunk_samples!r}")
+    chunk_samples = check_positive(chunk_samples, "chunk_samples", integer=True)
     geos = {n: geometry(arch, n) for n in names}
-    hop = _lcm(g.hop for g in geos.values())
+    hop = math.lcm(*(g.hop for g in geos.values()))
     size = max(-(-int(chunk_samples) // hop) * hop, min_chunk_samples(arch, names))
     frames = {n: output_length(arch, n, total) for n in names}
     if total <= size:

@@ -39,9 +39,7 @@ import hashlib
 import itertools
 import json
 import math
-import numbers
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,11 +47,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .architecture import SAMPLE_RATE, InputPlan, frame_times, geometry, pad_to_length, plan_input
 from .errors import AudioError, ConfigError, SoundNetError
-from .sound8_npy import sha256_file
+from .files import atomic_path, sha256_file
+from .validation import check_choice, check_positive
 
 FORMAT = "soundnet_keras.head/1"
 """Value of the ``format`` attribute of a head file written by :meth:`ClipClassifier.save`."""
@@ -75,25 +75,6 @@ DEFAULT_TOL = {"svm": 0.1, "logistic": 1e-4, "perceptron": 0.0}
 
 Item = str | os.PathLike | np.ndarray
 Progress = Callable[[Iterable[Any], int, str], Iterable[Any]]
-
-
-# ------------------------------------------------------------------------------------------------------ validation
-def _choice(value: object, allowed: Sequence[str], what: str) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ConfigError(f"{what} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
-
-
-def _positive(value: object, what: str, *, allow_none: bool = False, integer: bool = False) -> Any:
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if ok and integer:
-        ok = int(value) == value
-    if not ok:
-        kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"{what} must be {kind}{' or None' if allow_none else ''}, got {value!r}")
-    return int(value) if integer else float(value)
 
 
 def check_layers(layer: str | Sequence[str], arch: str = "soundnet8") -> tuple[str, ...]:
@@ -173,9 +154,6 @@ class ClipFeatures:
         return times.start * scale, times.end * scale
 
 
-_sha256_file = sha256_file
-
-
 class FeatureCache:
     """Per-clip features on disk, keyed by content sha256 + layer + input settings + network identity.
 
@@ -224,14 +202,8 @@ class FeatureCache:
         """Write one entry atomically (a concurrent reader sees the old entry or the complete new one)."""
         path = self.path(identity, settings, layer, content)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, values=np.asarray(values, np.float32), num_samples=num_samples, input_rate=rate)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, values=np.asarray(values, np.float32), num_samples=num_samples, input_rate=rate)
 
 
 def _default_progress(iterable: Iterable[Any], total: int, desc: str, unit: str = "clip") -> Iterable[Any]:
@@ -265,9 +237,9 @@ class FeatureExtractor:
 
         self.net = resolve_net(net)
         self.layers = check_layers(layers, self.net.arch)
-        self.variant = _choice(variant, VARIANTS, "variant")
-        self.duration = _positive(duration, "duration", allow_none=True)
-        self.channels = _choice(channels, ("mix", "first"), "channels")
+        self.variant = check_choice(variant, VARIANTS, "variant")
+        self.duration = check_positive(duration, "duration", allow_none=True)
+        self.channels = check_choice(channels, ("mix", "first"), "channels")
         self.sample_rate = check_sample_rate(sample_rate)
         self.cache = FeatureCache(cache_dir) if cache else None
 
@@ -307,7 +279,7 @@ class FeatureExtractor:
             path = Path(item)
             if not path.is_file():
                 raise AudioError(f"{str(path)!r}: no such file" if not path.exists() else f"{str(path)!r}: not a file")
-            return _sha256_file(path)
+            return sha256_file(path)
         from .audio import as_clip
 
         waveform = as_clip(item, name=f"clip {index}", channels=self.channels)
@@ -465,7 +437,7 @@ class SoundNetFeatures(TransformerMixin, BaseEstimator):
 
     def extractor(self) -> FeatureExtractor:
         """The :class:`FeatureExtractor` these settings describe (validates them)."""
-        _choice(self.pooling, POOLINGS, "pooling")
+        check_choice(self.pooling, POOLINGS, "pooling")
         return FeatureExtractor(
             resolve_net(self.net, self.weights),
             self.layer,
@@ -498,12 +470,6 @@ class SoundNetFeatures(TransformerMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------------------------------------------- heads
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 @dataclass
 class LinearHead:
     """A fitted linear head as plain arrays: ``scores = ((x - mean) / scale) @ weights.T + bias``, one per class."""
@@ -709,24 +675,24 @@ class ClipClassifier(BaseEstimator):
 
     # --------------------------------------------------------------------------------------------- settings
     def _check_settings(self) -> tuple[str, ...]:
-        _choice(self.head, HEADS, "head")
-        _choice(self.window_features, WINDOW_FEATURES, "window_features")
-        _choice(self.aggregate, AGGREGATES, "aggregate")
-        _choice(self.variant, VARIANTS, "variant")
-        _positive(self.window, "window", allow_none=True)
-        _positive(self.C, "C", allow_none=True)
-        _positive(self.cv_folds, "cv_folds", integer=True)
-        _positive(self.max_iter, "max_iter", integer=True)
-        _positive(self.epochs, "epochs", integer=True)
-        _positive(self.batch_size, "batch_size", integer=True)
-        _positive(self.learning_rate, "learning_rate")
+        check_choice(self.head, HEADS, "head")
+        check_choice(self.window_features, WINDOW_FEATURES, "window_features")
+        check_choice(self.aggregate, AGGREGATES, "aggregate")
+        check_choice(self.variant, VARIANTS, "variant")
+        check_positive(self.window, "window", allow_none=True)
+        check_positive(self.C, "C", allow_none=True)
+        check_positive(self.cv_folds, "cv_folds", integer=True)
+        check_positive(self.max_iter, "max_iter", integer=True)
+        check_positive(self.epochs, "epochs", integer=True)
+        check_positive(self.batch_size, "batch_size", integer=True)
+        check_positive(self.learning_rate, "learning_rate")
         if self.tol is not None:
-            _positive(self.tol, "tol")
+            check_positive(self.tol, "tol")
         if self.C_grid is not None:
             if isinstance(self.C_grid, (str, bytes)) or not isinstance(self.C_grid, Sequence) or not self.C_grid:
                 raise ConfigError(f"C_grid must be a non-empty list of positive numbers or None, got {self.C_grid!r}")
             for value in self.C_grid:
-                _positive(value, "each C_grid value")
+                check_positive(value, "each C_grid value")
         arch = self.net.arch if self.net is not None else "soundnet8"
         layers = check_layers(self.layer, arch)
         if self.window is None and self.window_features == "flatten":
@@ -885,7 +851,7 @@ class ClipClassifier(BaseEstimator):
         if self.head == "svm":
             raise ConfigError("the svm head gives decision values, not probabilities: use decision_function(), or "
                               "train a 'logistic' or 'perceptron' head")
-        return np.stack([_softmax(s).mean(axis=0) for s in self.window_scores(X)])
+        return np.stack([softmax(s, axis=-1).mean(axis=0) for s in self.window_scores(X)])
 
     def score(self, X: Sequence[Item | ClipFeatures], y: Sequence[Any]) -> float:
         """Clip accuracy on ``X`` with labels ``y``."""
@@ -909,7 +875,7 @@ class ClipClassifier(BaseEstimator):
             self._check_dims(rows)
             window_scores = self.head_.scores(rows)
             clip_scores = self._aggregate(window_scores, np.array([len(rows)]))[0]
-            shown = _softmax(window_scores).mean(axis=0) if probabilistic else clip_scores
+            shown = softmax(window_scores, axis=-1).mean(axis=0) if probabilistic else clip_scores
             record: dict[str, Any] = {
                 "file": os.fspath(item) if isinstance(item, (str, os.PathLike)) else clip.source,
                 "label": self.classes_[int(clip_scores.argmax())],
@@ -925,7 +891,7 @@ class ClipClassifier(BaseEstimator):
         layer = self.layers_[0]
         start, end = clip.frame_times(self.arch_, layer)
         width = self.window_frames_ or len(start)
-        shown = _softmax(scores) if probabilistic else scores
+        shown = softmax(scores, axis=-1) if probabilistic else scores
         out = []
         for i, row in enumerate(shown):
             last = min(i + width - 1, len(end) - 1)
@@ -972,21 +938,14 @@ class ClipClassifier(BaseEstimator):
         settings = self.settings()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = FORMAT
-                f.attrs["settings"] = json.dumps(settings)
-                f.create_dataset("weights", data=self.head_.weights)
-                f.create_dataset("bias", data=self.head_.bias)
-                if self.head_.mean is not None:
-                    f.create_dataset("mean", data=self.head_.mean)
-                    f.create_dataset("scale", data=self.head_.scale)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["settings"] = json.dumps(settings)
+            f.create_dataset("weights", data=self.head_.weights)
+            f.create_dataset("bias", data=self.head_.bias)
+            if self.head_.mean is not None:
+                f.create_dataset("mean", data=self.head_.mean)
+                f.create_dataset("scale", data=self.head_.scale)
         return path
 
     @classmethod
@@ -1062,7 +1021,7 @@ def cross_val_accuracy(
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
-    folds = _positive(folds, "folds", integer=True)
+    folds = check_positive(folds, "folds", integer=True)
     items = as_items(X)
     labels = _label_list(y, len(items))
     clips = classifier.features(items)

@@ -12,7 +12,6 @@ behind (and an older file at that path untouched).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from .architecture import HEAD_NAMES, SAMPLE_RATE, geometry, heads, layer_table, output_names
 from .errors import ConfigError, ConversionError
-from .sound8_npy import sha256_file
+from .files import atomic_path, sha256_file
 from .weights import WeightsFile, load_weights, save_weights, torch_to_keras
 
 Log = Callable[[str], None]
@@ -65,7 +64,6 @@ class ConversionReport:
         return max((diff.rel for diff in self.diffs), default=0.0)
 
 
-sha256_of = sha256_file
 
 
 def read_category_file(path: str | os.PathLike) -> list[str]:
@@ -215,7 +213,7 @@ def convert_torch_params(
     if source_path is not None:
         source_name = source if source is not None else Path(source_path).name
         try:
-            source_sha256 = sha256_of(source_path)
+            source_sha256 = sha256_file(source_path)
         except OSError as exc:
             raise ConversionError(f"cannot read the source file {str(source_path)!r}: {exc}") from None
     else:
@@ -224,24 +222,19 @@ def convert_torch_params(
 
     try:
         output_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".validating.h5", dir=output_path.parent)
-        os.close(fd)
     except OSError as exc:
         raise ConversionError(f"cannot write into {str(output_path.parent)!r}: {exc}") from None
-    tmp = Path(tmp_name)
-    try:
-        save_weights(tmp, weights)
-        written = load_weights(tmp)
-        samples = default_validate_samples(arch) if validate_samples is None else validate_samples
-        say(f"validating {arch} against the float64 NumPy reference on a synthetic waveform of {samples} samples")
-        num_samples, diffs = validate(arch, torch_params, written, samples)
-        say(format_diffs(diffs))
-        check_diffs(arch, diffs)
-        os.replace(tmp, output_path)
+    try:  # written beside the target, validated, then renamed into place; removed on any failure
+        with atomic_path(output_path, suffix=".validating.h5") as tmp:
+            save_weights(tmp, weights)
+            written = load_weights(tmp)
+            samples = default_validate_samples(arch) if validate_samples is None else validate_samples
+            say(f"validating {arch} against the float64 NumPy reference on a synthetic waveform of {samples} samples")
+            num_samples, diffs = validate(arch, torch_params, written, samples)
+            say(format_diffs(diffs))
+            check_diffs(arch, diffs)
     except OSError as exc:
         raise ConversionError(f"cannot write {str(output_path)!r}: {exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     report = ConversionReport(arch, output_path, source_name, source_sha256, num_samples, diffs, dict(info or {}))
     say(f"wrote {output_path} ({arch}, largest relative difference {report.max_rel:.2e})")
     return report
@@ -297,7 +290,6 @@ __all__ = [
     "default_validate_samples",
     "format_diffs",
     "read_category_file",
-    "sha256_of",
     "synthetic_waveform",
     "validate",
 ]

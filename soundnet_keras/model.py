@@ -14,7 +14,8 @@ from . import architecture as arch_mod
 from .architecture import SAMPLE_RATE, FrameTimes, Geometry, PadMode, frame_times, geometry, output_names
 from .audio import as_batch, as_clip, check_channels, check_sample_rate, load_audio, resample
 from .errors import ConfigError, InputTooShortError
-from .network import build_network, get_params, set_params
+from .network import build_network, get_params, inference_function, set_params
+from .validation import check_positive
 from .weights import WeightsFile, load_weights, save_weights
 
 
@@ -92,70 +93,6 @@ class Prediction:
 
 
 DEFAULT_CHUNK_SECONDS = 120.0
-
-MATMUL_MIN_CHANNELS = 256
-"""Convolutions reading at least this many channels run as framed matrix products (see benchmarks/README.md)."""
-
-
-def _make_inference(model, arch: str, names: tuple[str, ...]):
-    """Inference function of ``names`` over the layer table, reading ``model``'s live variables on every call."""
-    import tensorflow as tf
-
-    table = arch_mod.layer_table(arch)
-    chain = arch_mod.trunk(arch)
-    wanted_heads = [h for h in arch_mod.heads(arch) if h.name in names]
-    if not wanted_heads:
-        last = max(output_names(arch).index(n) for n in names)
-        chain = tuple(layer for layer in chain if output_names(arch).index(layer.name) <= last)
-    first_conv = next(layer.name for layer in table if isinstance(layer, arch_mod.Conv))
-    layers = {layer.name: layer for layer in model.layers}
-
-    def folded(layer: arch_mod.Conv):
-        conv = layers[layer.name]
-        kernel, bias = tf.convert_to_tensor(conv.kernel), tf.convert_to_tensor(conv.bias)
-        bn = layers.get(f"{layer.name}_bn")
-        if layer.batchnorm and bn is not None:
-            scale = tf.convert_to_tensor(bn.gamma) * tf.math.rsqrt(
-                tf.convert_to_tensor(bn.moving_variance) + arch_mod.BATCHNORM_EPSILON
-            )
-            kernel = kernel * scale
-            bias = (bias - tf.convert_to_tensor(bn.moving_mean)) * scale + tf.convert_to_tensor(bn.beta)
-        if layer.name == first_conv:
-            kernel = kernel * arch_mod.WAVEFORM_SCALE  # the input scaling, exact: zero padding stays zero
-        return kernel, bias
-
-    def conv(x, layer: arch_mod.Conv):
-        kernel, bias = folded(layer)
-        if layer.pad:
-            x = tf.pad(x, [[0, 0], [layer.pad, layer.pad], [0, 0]])
-        in_channels = kernel.shape[1]
-        if in_channels >= MATMUL_MIN_CHANNELS:
-            # Few positions, many channels (the deep layers and heads): frames @ kernel is several times faster on
-            # CPU than conv1d, which re-lays out the large kernel on every call. Same sums, same layout (k, c_in).
-            frames = tf.signal.frame(x, layer.kernel, layer.stride, axis=1)  # (batch, positions, k, c_in)
-            flat = tf.reshape(frames, tf.concat([tf.shape(frames)[:2], [layer.kernel * in_channels]], 0))
-            x = tf.einsum("bpi,io->bpo", flat, tf.reshape(kernel, [layer.kernel * in_channels, -1]))
-        else:
-            x = tf.nn.conv1d(x, kernel, layer.stride, "VALID")
-        x = tf.nn.bias_add(x, bias)
-        return tf.nn.relu(x) if layer.relu else x
-
-    def run(batch):
-        x = batch[:, :, None]
-        out = {}
-        for layer in chain:
-            if isinstance(layer, arch_mod.Pool):
-                x = tf.nn.max_pool1d(x, layer.size, layer.stride, "VALID")
-            else:
-                x = conv(x, layer)
-            if layer.name in names:
-                out[layer.name] = x
-        for head in wanted_heads:
-            out[head.name] = conv(x, head)
-        return out
-
-    return run
-
 
 class SoundNet:
     """SoundNet (Aytar, Vondrick & Torralba, NIPS 2016) on raw 22,050 Hz waveforms, in Keras 3.
@@ -299,7 +236,7 @@ class SoundNet:
             import tensorflow as tf
 
             self._runners[key] = tf.function(
-                _make_inference(self.keras_model, self.arch, names),
+                inference_function(self.keras_model, self.arch, names),
                 input_signature=[tf.TensorSpec([None, None], tf.float32)],
                 reduce_retracing=True,
                 jit_compile=self.jit_compile,
@@ -385,8 +322,7 @@ class SoundNet:
         self, clips: Sequence[np.ndarray], names: tuple[str, ...], pad: PadMode | None, batch_size: int
     ) -> list[dict[str, Features]]:
         """:meth:`_run` for 1-D clips of any lengths, batching those the policy feeds with the same length."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = check_positive(batch_size, "batch_size", integer=True)
         plans = []
         for index, clip in enumerate(clips):
             try:

@@ -6,8 +6,9 @@ the table: ``conv1_pad`` (explicit symmetric zero padding), ``conv1`` (the convo
 ``conv1_relu``, ``pool1``, ... and the heads ``objects`` and ``scenes`` (logits). The model's outputs are the two
 heads as a dict; any other stage is reachable with :func:`stage_layer`.
 
-``fold_batchnorm=True`` builds the inference variant in which each BatchNorm is folded into the convolution before
-it (same outputs to float precision, fewer operations); parameters are then folded by :func:`set_params`.
+:func:`inference_function` is the fast inference variant of the same table (what :meth:`SoundNet.forward` runs): each
+BatchNorm and the input scaling folded into the convolution before it by :func:`fold_batchnorm`, from the model's live
+variables on every call, so it never goes stale.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def stage_layer(arch: str, name: str) -> str:
     raise ConfigError(f"unknown layer {name!r} for architecture {arch!r}: expected one of {names}")
 
 
-def _conv_block(x: keras.KerasTensor, layer: Conv, fold_batchnorm: bool) -> keras.KerasTensor:
+def _conv_block(x: keras.KerasTensor, layer: Conv) -> keras.KerasTensor:
     if layer.pad:
         x = keras.layers.ZeroPadding1D(layer.pad, name=f"{layer.name}_pad")(x)
     x = keras.layers.Conv1D(
@@ -59,7 +60,7 @@ def _conv_block(x: keras.KerasTensor, layer: Conv, fold_batchnorm: bool) -> kera
         kernel_initializer=keras.initializers.RandomNormal(0.0, 0.01),
         bias_initializer="zeros",
     )(x)
-    if layer.batchnorm and not fold_batchnorm:
+    if layer.batchnorm:
         x = keras.layers.BatchNormalization(
             epsilon=BATCHNORM_EPSILON,
             momentum=BATCHNORM_MOMENTUM,
@@ -71,7 +72,7 @@ def _conv_block(x: keras.KerasTensor, layer: Conv, fold_batchnorm: bool) -> kera
     return x
 
 
-def build_network(arch: str = "soundnet8", *, fold_batchnorm: bool = False, name: str | None = None) -> keras.Model:
+def build_network(arch: str = "soundnet8", *, name: str | None = None) -> keras.Model:
     """Build the Keras functional model of ``arch`` from its layer table (random initialisation)."""
     waveform = keras.Input(shape=(None,), name="waveform", dtype="float32")
     x = keras.layers.Reshape((-1, 1), name="add_channel")(waveform)
@@ -80,27 +81,9 @@ def build_network(arch: str = "soundnet8", *, fold_batchnorm: bool = False, name
         if isinstance(layer, Pool):
             x = keras.layers.MaxPooling1D(layer.size, strides=layer.stride, padding="valid", name=layer.name)(x)
         else:
-            x = _conv_block(x, layer, fold_batchnorm)
-    outputs = {head.name: _conv_block(x, head, fold_batchnorm) for head in heads(arch)}
-    suffix = "_folded" if fold_batchnorm else ""
-    return keras.Model(waveform, outputs, name=name or f"{arch}{suffix}")
-
-
-def fold_params(arch: str, keras_params: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
-    """Fold every BatchNorm into the preceding convolution (exact in eval mode, computed in float64)."""
-    folded: dict[str, dict[str, np.ndarray]] = {}
-    for layer in layer_table(arch):
-        if not isinstance(layer, Conv):
-            continue
-        kernel = np.asarray(keras_params[layer.name]["kernel"], np.float64)
-        bias = np.asarray(keras_params[layer.name]["bias"], np.float64)
-        if layer.batchnorm:
-            bn = {var: np.asarray(keras_params[f"{layer.name}_bn"][var], np.float64) for var in BN_VARIABLES}
-            scale = bn["gamma"] / np.sqrt(bn["moving_variance"] + BATCHNORM_EPSILON)
-            kernel = kernel * scale
-            bias = (bias - bn["moving_mean"]) * scale + bn["beta"]
-        folded[layer.name] = {"kernel": kernel.astype(np.float32), "bias": bias.astype(np.float32)}
-    return folded
+            x = _conv_block(x, layer)
+    outputs = {head.name: _conv_block(x, head) for head in heads(arch)}
+    return keras.Model(waveform, outputs, name=name or arch)
 
 
 def _weighted_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
@@ -117,14 +100,10 @@ def get_params(model: keras.Model) -> dict[str, dict[str, np.ndarray]]:
 
 
 def set_params(model: keras.Model, arch: str, keras_params: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """Put Keras-layout parameters into ``model`` strictly: every weighted layer filled, every parameter used.
-
-    A model built with ``fold_batchnorm=True`` receives the folded parameters automatically.
-    """
+    """Put Keras-layout parameters into ``model`` strictly: every weighted layer filled, every parameter used."""
     check_shapes(arch, keras_params)
     layers = _weighted_layers(model)
-    folded = not any(isinstance(layer, keras.layers.BatchNormalization) for layer in layers.values())
-    params = fold_params(arch, keras_params) if folded else keras_params
+    params = keras_params
     missing = sorted(set(layers) - set(params))
     unused = sorted(set(params) - set(layers))
     if missing or unused:
@@ -134,6 +113,80 @@ def set_params(model: keras.Model, arch: str, keras_params: Mapping[str, Mapping
             BN_VARIABLES if isinstance(layer, keras.layers.BatchNormalization) else ("kernel", "bias")
         )
         layer.set_weights([np.asarray(params[name][var], np.float32) for var in names])
+
+
+# ----------------------------------------------------------------------------------------------- fast inference
+MATMUL_MIN_CHANNELS = 256
+"""Convolutions reading at least this many channels run as framed matrix products (see benchmarks/README.md)."""
+
+
+def fold_batchnorm(kernel, bias, gamma, beta, moving_mean, moving_variance):
+    """A convolution followed by eval-mode BatchNorm (Torch7's epsilon) as one convolution: (kernel', bias').
+
+    Exact algebra, computed with ``keras.ops`` on whatever arrays it is given (live variables inside a compiled
+    function, or NumPy arrays).
+    """
+    scale = gamma * keras.ops.rsqrt(moving_variance + BATCHNORM_EPSILON)
+    return kernel * scale, (bias - moving_mean) * scale + beta
+
+
+def inference_function(model: keras.Model, arch: str, names: tuple[str, ...]):
+    """Inference of ``names`` over the layer table, reading ``model``'s live variables on every call.
+
+    (batch, samples) float32 -> {name: (batch, frames, channels)}, the same values as ``model`` to float precision:
+    BatchNorm and the input scaling are folded into the convolutions (:func:`fold_batchnorm`), convolutions reading
+    at least :data:`MATMUL_MIN_CHANNELS` channels run as framed matrix products. TensorFlow ops; wrap it in
+    ``tf.function`` (:meth:`SoundNet.forward` does).
+    """
+    import tensorflow as tf
+
+    chain = trunk(arch)
+    wanted_heads = [h for h in heads(arch) if h.name in names]
+    if not wanted_heads:
+        last = max(output_names(arch).index(n) for n in names)
+        chain = tuple(layer for layer in chain if output_names(arch).index(layer.name) <= last)
+    first_conv = next(layer.name for layer in layer_table(arch) if isinstance(layer, Conv))
+    layers = {layer.name: layer for layer in model.layers}
+
+    def folded(layer: Conv):
+        conv = layers[layer.name]
+        kernel, bias = tf.convert_to_tensor(conv.kernel), tf.convert_to_tensor(conv.bias)
+        if layer.batchnorm:
+            bn = layers[f"{layer.name}_bn"]
+            stats = (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
+            kernel, bias = fold_batchnorm(kernel, bias, *(tf.convert_to_tensor(v) for v in stats))
+        if layer.name == first_conv:
+            kernel = kernel * WAVEFORM_SCALE  # the input scaling, exact: zero padding stays zero
+        return kernel, bias
+
+    def conv(x, layer: Conv):
+        kernel, bias = folded(layer)
+        if layer.pad:
+            x = tf.pad(x, [[0, 0], [layer.pad, layer.pad], [0, 0]])
+        in_channels = kernel.shape[1]
+        if in_channels >= MATMUL_MIN_CHANNELS:
+            # Few positions, many channels (the deep layers and heads): frames @ kernel is several times faster on
+            # CPU than conv1d, which re-lays out the large kernel on every call. Same sums, same layout (k, c_in).
+            frames = tf.signal.frame(x, layer.kernel, layer.stride, axis=1)  # (batch, positions, k, c_in)
+            flat = tf.reshape(frames, tf.concat([tf.shape(frames)[:2], [layer.kernel * in_channels]], 0))
+            x = tf.einsum("bpi,io->bpo", flat, tf.reshape(kernel, [layer.kernel * in_channels, -1]))
+        else:
+            x = tf.nn.conv1d(x, kernel, layer.stride, "VALID")
+        x = tf.nn.bias_add(x, bias)
+        return tf.nn.relu(x) if layer.relu else x
+
+    def run(batch):
+        x = batch[:, :, None]
+        out = {}
+        for layer in chain:
+            x = tf.nn.max_pool1d(x, layer.size, layer.stride, "VALID") if isinstance(layer, Pool) else conv(x, layer)
+            if layer.name in names:
+                out[layer.name] = x
+        for head in wanted_heads:
+            out[head.name] = conv(x, head)
+        return out
+
+    return run
 
 
 # ------------------------------------------------------------------------------------------------------- serving

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConversionError, IntegrityError, PretrainedUnavailableError, WeightsError
-from .sound8_npy import SOUND8_NPY_SHA256, read_categories, read_sound8_npy, sha256_file
+from .files import sha256_file
+from .sound8_npy import SOUND8_NPY_SHA256, read_categories, read_sound8_npy
 
 Log = Callable[[str], None]
 

@@ -12,7 +12,6 @@ that file with :mod:`ast` (never importing or executing it).
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
 import os
 import pickle
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConversionError
+from .files import sha256_file
 
 SOUND8_NPY_SHA256 = "7bef691761d00a23b027751bb8e7bdadc603a03f3bbec5574e7cd54c98a850c5"
 
@@ -57,15 +57,6 @@ class RestrictedUnpickler(pickle.Unpickler):
         if module.startswith("numpy.core"):  # NumPy 2 renamed numpy.core to numpy._core
             module = "numpy._core" + module.removeprefix("numpy.core")
         return getattr(__import__(module, fromlist=[name]), name)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_pickled_npy(data: bytes, source: str) -> object:

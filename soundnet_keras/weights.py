@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from .architecture import Conv, layer_table
 from .errors import WeightsError
+from .files import atomic_path
 
 FORMAT = "soundnet_keras.weights/1"
 
@@ -129,25 +129,18 @@ def save_weights(path: str | os.PathLike, weights: WeightsFile) -> Path:
     check_shapes(weights.architecture, weights.params)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["architecture"] = weights.architecture
-            f.attrs["source"] = weights.source
-            f.attrs["source_sha256"] = weights.source_sha256
-            for head, names in weights.categories.items():
-                f.attrs[f"categories_{head}"] = json.dumps(list(names))
-            group = f.create_group("weights")
-            for layer, variables in weights.params.items():
-                sub = group.create_group(layer)
-                for var, value in variables.items():
-                    sub.create_dataset(var, data=np.asarray(value, dtype=np.float32))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["architecture"] = weights.architecture
+        f.attrs["source"] = weights.source
+        f.attrs["source_sha256"] = weights.source_sha256
+        for head, names in weights.categories.items():
+            f.attrs[f"categories_{head}"] = json.dumps(list(names))
+        group = f.create_group("weights")
+        for layer, variables in weights.params.items():
+            sub = group.create_group(layer)
+            for var, value in variables.items():
+                sub.create_dataset(var, data=np.asarray(value, dtype=np.float32))
     return path
 
 

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from numpy_soundnet import forward as independent_forward
+from authors_tables import keras_to_torch
 from t7_writer import random_params, soundnet_model, write_t7
 
 from soundnet_keras import convert as convert_module
@@ -97,17 +97,35 @@ def test_maxpool1d_is_floor_mode() -> None:
 
 
 @pytest.mark.parametrize("arch", ["soundnet5", "soundnet8"])
-def test_reference_forward_matches_an_independent_implementation(arch: str) -> None:
+def test_reference_forward_shapes_and_dtypes(arch: str) -> None:
     params = random_params(arch, seed=3)
     samples = geometry(arch, "objects").min_samples + 777
     waveform = np.random.default_rng(4).uniform(-1.0, 1.0, samples)
     ours = reference_forward(arch, params, waveform)
-    theirs = independent_forward(arch, params, waveform)
     assert list(ours) == list(output_names(arch))
     for name, value in ours.items():
-        assert value.dtype == np.float64
+        assert value.dtype == np.float64 and np.isfinite(value).all()
         assert value.shape == (output_length(arch, name, samples), geometry(arch, name).channels), name
-        np.testing.assert_allclose(value, theirs[name], rtol=1e-9, atol=1e-9 * np.max(np.abs(theirs[name])))
+
+
+@pytest.mark.slow
+def test_reference_forward_matches_the_golden_outputs(pretrained_path, shared_dir) -> None:
+    """The float64 reference on the real weights and the real clip equals the stored golden outputs (computed
+    independently, in float64, from the Torch7 layer definitions: ``../shared/README.md``)."""
+    import soundfile
+
+    from soundnet_keras.weights import load_weights
+
+    golden = np.load(shared_dir / "golden" / "railroad_soundnet8.npz")
+    waveform, _ = soundfile.read(shared_dir / "audio" / "railroad_audio.wav", dtype="float32")
+    params = keras_to_torch("soundnet8", load_weights(pretrained_path).params)
+    names = ["pool2", "conv3", "conv5", "pool5", "conv7", "objects", "scenes"]
+    ours = reference_forward("soundnet8", params, waveform.astype(np.float64), outputs=names)
+    for name in names:
+        expected = golden[name].astype(np.float64)
+        scale = np.max(np.abs(expected))
+        assert ours[name].shape == expected.shape, name
+        assert np.max(np.abs(ours[name] - expected)) / scale <= 1e-5, name
 
 
 def test_reference_forward_outputs_and_errors(params5: dict) -> None:

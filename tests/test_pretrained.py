@@ -139,7 +139,7 @@ def test_sound8_layout_is_remapped(tmp_path):
 def test_npy_to_h5_cli_converts_a_sound8_layout_file(tmp_path, capsys):
     import importlib.util
 
-    from numpy_soundnet import random_torch_params
+    from authors_tables import random_torch_params
 
     torch_params = random_torch_params("soundnet8", np.random.default_rng(8))
     layers = {}

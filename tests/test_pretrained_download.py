@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from numpy_soundnet import random_torch_params
+from authors_tables import random_torch_params
 from t7_writer import soundnet_model, write_t7
 
 from soundnet_keras import PretrainedUnavailableError, SoundNet, pretrained

@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import add_cache_arguments, clear_cache_if_asked, guard, load_model, write_text_atomic
-from .train_head import ArgumentParser
+from ..files import write_text_atomic
+from .common import ArgumentParser, add_cache_arguments, clear_cache_if_asked, guard, load_model
 
 
 def build_parser() -> ArgumentParser:

@@ -39,6 +39,7 @@ import numpy as np
 from ..architecture import HEAD_NAMES, SAMPLE_RATE, PadMode, plan_input, reliable_min_samples
 from ..audio import CHANNEL_MODES, Decoded, decode_files, example_clip
 from ..errors import InputTooShortError, SoundNetError
+from ..files import write_text_atomic
 from .common import (
     EXIT_FILE_FAILED,
     EXIT_OK,
@@ -49,7 +50,6 @@ from .common import (
     print_error,
     quiet_native_stderr,
     run_cli,
-    write_text_atomic,
 )
 
 if TYPE_CHECKING:  # the model module imports TensorFlow, which load_model starts with its C++ lines hidden

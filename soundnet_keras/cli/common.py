@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -115,18 +116,6 @@ def positive_float(text: str) -> float:
     return value
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so a failure leaves no partial file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def load_model(weights: str, *, verbose: bool):
     """Load the network for a CLI (pretrained preset or weights file), with TensorFlow's native noise silenced."""
     with quiet_native_stderr():
@@ -137,6 +126,14 @@ def load_model(weights: str, *, verbose: bool):
         tf.zeros(1)  # initialises the devices, whose native start-up messages would otherwise reach the terminal
 
     return SoundNet.from_pretrained(weights, verbose=verbose)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line ``error: <message>`` usage errors (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print_error(message)
+        raise SystemExit(EXIT_USAGE)
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> None:

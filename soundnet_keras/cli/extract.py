@@ -20,7 +20,6 @@ files are reported and skipped (their index is absent); the exit status is then 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from ..architecture import output_names
 from ..audio import CHANNEL_MODES, decode_files
 from ..errors import ConfigError, SoundNetError
+from ..files import atomic_path
 from .common import EXIT_FILE_FAILED, EXIT_OK, input_files, load_model, positive_float, print_error, run_cli
 
 FORMATS = {".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
@@ -111,34 +111,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_hdf5(path: Path, files: Sequence[Path], layers: Sequence[str], clips: dict[int, dict[str, object]]) -> None:
     import h5py
 
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as handle:
-            handle.attrs["files"] = [str(f) for f in files]
-            handle.attrs["layers"] = list(layers)
-            for index, info in clips.items():
-                group = handle.create_group(f"clip{index}")
-                for key, value in info.items():
-                    if key in ("path", "duration", "padded"):
-                        group.attrs[key] = value
-                    else:
-                        group.create_dataset(key, data=np.asarray(value), compression="gzip")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle.attrs["files"] = [str(f) for f in files]
+        handle.attrs["layers"] = list(layers)
+        for index, info in clips.items():
+            group = handle.create_group(f"clip{index}")
+            for key, value in info.items():
+                if key in ("path", "duration", "padded"):
+                    group.attrs[key] = value
+                else:
+                    group.create_dataset(key, data=np.asarray(value), compression="gzip")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

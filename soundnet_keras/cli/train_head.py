@@ -11,25 +11,13 @@ reports stratified cross-validated clip accuracy, fits the head on all clips and
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from ..errors import ConfigError
-from .common import EXIT_USAGE, add_cache_arguments, clear_cache_if_asked, guard, load_model, print_error
-
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".snd", ".w64", ".caf"})
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line ``error: <message>`` usage errors (exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        print_error(message)
-        raise SystemExit(EXIT_USAGE)
+from ..labelled import read_labelled
+from .common import ArgumentParser, add_cache_arguments, clear_cache_if_asked, guard, load_model
 
 
 def parse_float_list(text: str, what: str) -> tuple[float, ...]:
@@ -51,60 +39,6 @@ def parse_window(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise ConfigError(f"--window must be seconds or 'none', got {text!r}") from None
-
-
-def read_folder(root: Path) -> tuple[list[Path], list[str]]:
-    """Audio files of a class-per-subfolder layout, and their labels (the subfolder names)."""
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise ConfigError(f"{str(root)!r} has no class subfolders: expected one subfolder of audio files per class")
-    paths, labels, empty = [], [], []
-    for folder in classes:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-                       and not p.name.startswith("."))
-        if not files:
-            empty.append(folder.name)
-        paths.extend(files)
-        labels.extend([folder.name] * len(files))
-    if empty:
-        raise ConfigError(f"class folder(s) without audio files in {str(root)!r}: {', '.join(empty)} (audio files "
-                          f"have one of the suffixes {', '.join(sorted(AUDIO_SUFFIXES))})")
-    return paths, labels
-
-
-def read_csv_list(path: Path) -> tuple[list[Path], list[str]]:
-    """``file,label`` rows of a CSV file (header ``file,label`` optional); relative files from the CSV's folder."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "label"]:
-        rows = rows[1:]
-    if not rows:
-        raise ConfigError(f"{str(path)!r} lists no clips: expected rows of file,label")
-    paths, labels, missing = [], [], []
-    for number, row in enumerate(rows, start=1):
-        if len(row) < 2 or not row[0].strip() or not row[1].strip():
-            raise ConfigError(f"{str(path)!r} row {number}: expected file,label, got {row!r}")
-        file = Path(row[0].strip()).expanduser()
-        file = file if file.is_absolute() else path.parent / file
-        if not file.is_file():
-            missing.append(str(file))
-        paths.append(file)
-        labels.append(row[1].strip())
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise ConfigError(f"{len(missing)} file(s) listed in {str(path)!r} do not exist: {shown}")
-    return paths, labels
-
-
-def read_labelled(data: str | os.PathLike) -> tuple[list[Path], list[str]]:
-    """Files and labels from a class-per-subfolder folder or a ``file,label`` CSV file."""
-    path = Path(data).expanduser()
-    if path.is_dir():
-        return read_folder(path)
-    if path.is_file():
-        return read_csv_list(path)
-    raise ConfigError(f"training data {str(path)!r} does not exist: expected a folder of class subfolders or a CSV "
-                      "file of file,label rows")
 
 
 def build_parser() -> ArgumentParser:
@@ -148,7 +82,8 @@ def _train(args: argparse.Namespace) -> int:
     from ..classifier import ClipClassifier, cross_val_accuracy
 
     start = time.monotonic()
-    paths, labels = read_labelled(args.data)
+    data = read_labelled(args.data)
+    paths, labels = data.paths, data.labels
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise ConfigError(f"need at least 2 classes to train a head, found only {classes!r} in {args.data!r}")

@@ -25,6 +25,8 @@ import numpy as np
 
 from ..architecture import SAMPLE_RATE, TRAINING_CROP_SECONDS, layer_table, output_length
 from ..errors import ConfigError
+from ..files import write_text_atomic
+from ..validation import check_positive
 
 SHARD_FORMAT = "soundnet_keras.teacher_shards/1"
 MANIFEST_NAME = "manifest.json"
@@ -79,10 +81,7 @@ def read_manifest(directory: str | os.PathLike) -> dict:
 
 def write_manifest(directory: str | os.PathLike, manifest: Mapping) -> None:
     """Write ``manifest.json`` atomically (a crash leaves the previous one intact)."""
-    path = Path(directory) / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_text_atomic(Path(directory) / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 # -------------------------------------------------------------------------------------------------- records
@@ -214,8 +213,7 @@ def make_dataset(
     import tensorflow as tf
 
     manifest = read_manifest(shard_dir)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_positive(batch_size, "batch_size", integer=True)
     step_samples = int(manifest["step_samples"])
     crop_steps = crop_steps or crop_steps_for(manifest, DEFAULT_CROP_SECONDS)
     head_classes = {name: int(h["classes"]) for name, h in manifest["heads"].items()}

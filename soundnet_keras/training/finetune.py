@@ -21,7 +21,6 @@ trunk up to ``layer`` and of the head (``head/kernel``, ``head/bias``). :func:`l
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -34,9 +33,11 @@ import numpy as np
 from ..architecture import SAMPLE_RATE, geometry, output_names, pad_to_length
 from ..audio import as_clip, check_sample_rate, load_audio, resample
 from ..errors import ConfigError, WeightsError
+from ..files import atomic_path
+from ..labelled import LabelledFiles, read_class_folders, read_labelled_csv
+from ..validation import check_positive
 
 FINETUNED_FORMAT = "soundnet_keras.finetuned/1"
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".au", ".caf")
 AGGREGATIONS = ("mean", "max")
 
 
@@ -51,23 +52,18 @@ class LabelledClips:
     folds: list[str] | None = None
 
 
+def _clips(files: LabelledFiles, source: str) -> LabelledClips:
+    classes = sorted(set(files.labels))
+    if len(classes) < 2:
+        raise ConfigError(f"{source} must name at least 2 classes, found {classes}")
+    labels = np.asarray([classes.index(label) for label in files.labels])
+    return LabelledClips(files.paths, labels, classes, files.folds)
+
+
 def clips_from_folder(root: str | os.PathLike) -> LabelledClips:
-    """One sub-folder per class, audio files inside (class names = sub-folder names, sorted)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ConfigError(f"data folder {str(root)!r} does not exist")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    paths, labels = [], []
-    for index, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-        paths += files
-        labels += [index] * len(files)
-    if len(classes) < 2 or not paths:
-        raise ConfigError(
-            f"{str(root)!r} must hold at least 2 class sub-folders with audio files ({', '.join(AUDIO_EXTENSIONS)}); "
-            f"found {len(classes)} sub-folders and {len(paths)} files"
-        )
-    return LabelledClips(paths, np.asarray(labels), classes)
+    """One sub-folder per class, audio files inside (class names = sub-folder names, sorted); see
+    :mod:`soundnet_keras.labelled`."""
+    return _clips(read_class_folders(root), f"data folder {str(root)!r}")
 
 
 def clips_from_csv(
@@ -78,34 +74,12 @@ def clips_from_csv(
     label_column: str = "category",
     fold_column: str | None = "fold",
 ) -> LabelledClips:
-    """Clips listed in a CSV; relative paths are taken from ``audio_dir`` (default: the CSV's folder)."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise ConfigError(f"CSV file {str(csv_path)!r} does not exist")
-    base = Path(audio_dir) if audio_dir is not None else csv_path.parent
-    with csv_path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise ConfigError(f"{str(csv_path)!r} has no data rows")
-    for column in (path_column, label_column):
-        if column not in rows[0]:
-            raise ConfigError(f"{str(csv_path)!r} has no column {column!r}; its columns are {list(rows[0])}")
-    use_folds = fold_column is not None and fold_column in rows[0]
-    classes = sorted({row[label_column] for row in rows})
-    if len(classes) < 2:
-        raise ConfigError(f"{str(csv_path)!r}: column {label_column!r} must name at least 2 classes, found {classes}")
-    paths = [
-        Path(row[path_column]) if Path(row[path_column]).is_absolute() else base / row[path_column] for row in rows
-    ]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise ConfigError(
-            f"{len(missing)} audio file(s) listed in {str(csv_path)!r} do not exist, e.g. {missing[0]!r}"
-            f" (relative paths are read from {str(base)!r}; set audio_dir)"
-        )
-    labels = np.asarray([classes.index(row[label_column]) for row in rows])
-    folds = [row[fold_column] for row in rows] if use_folds else None
-    return LabelledClips(paths, labels, classes, folds)
+    """Clips listed in a CSV; relative paths are taken from ``audio_dir`` (default: the CSV's folder); see
+    :func:`soundnet_keras.labelled.read_labelled_csv`."""
+    files = read_labelled_csv(
+        csv_path, audio_dir=audio_dir, path_column=path_column, label_column=label_column, fold_column=fold_column
+    )
+    return _clips(files, f"{str(csv_path)!r}: column {label_column!r}")
 
 
 def split_clips(
@@ -218,9 +192,7 @@ def finetune(
     if len(train_idx) == 0:
         raise ConfigError("no training clips")
     for name in ("epochs", "batch_size", "head_kernel", "head_stride"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_positive(getattr(config, name), name, integer=True)
     keras.utils.set_random_seed(config.seed)
     weights_arch = _weights_arch(config.init)
     trunk, model = build_classifier(
@@ -374,8 +346,7 @@ class FinetunedClassifier:
         import h5py
 
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs.update(
                 {
                     "format": FINETUNED_FORMAT,
@@ -395,7 +366,6 @@ class FinetunedClassifier:
                 sub = group.create_group(layer.name)
                 for var in layer.weights:
                     sub.create_dataset(var.name, data=np.asarray(var))
-        os.replace(tmp, path)
         return path
 
     def __repr__(self) -> str:

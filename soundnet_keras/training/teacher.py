@@ -30,6 +30,7 @@ import numpy as np
 
 from ..architecture import HEAD_NAMES, SAMPLE_RATE
 from ..errors import ConfigError, SoundNetError
+from ..validation import check_positive
 from .data import (
     ShardWriter,
     add_shard,
@@ -379,8 +380,7 @@ def extract_shards(
     ffmpeg, ffprobe = find_ffmpeg()
     if not teachers:
         raise ConfigError("at least one teacher is needed (objects and/or scenes)")
-    if isinstance(videos_per_shard, bool) or not isinstance(videos_per_shard, int) or videos_per_shard < 1:
-        raise ConfigError(f"videos_per_shard must be a positive integer, got {videos_per_shard!r}")
+    videos_per_shard = check_positive(videos_per_shard, "videos_per_shard", integer=True)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     heads = {h: {"classes": t.classes, "teacher": t.spec.description} for h, t in teachers.items()}

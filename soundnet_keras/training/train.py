@@ -32,10 +32,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, heads, layer_table, trunk
 from ..errors import ConfigError
+from ..validation import check_positive
 from .data import crop_steps_for, make_dataset, read_manifest
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
 
@@ -232,12 +231,6 @@ class TrainResult:
     replicas: int
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def backed_up_epoch(backup_dir: Path) -> int:
     """The epoch (checkpoint interval) a ``BackupAndRestore`` backup in ``backup_dir`` will resume at (0 if none)."""
     meta = backup_dir / "training_metadata.json"
@@ -290,9 +283,9 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
     import tensorflow as tf
 
     say = log or (lambda message: None)
-    steps = _check_positive_int("steps", config.steps)
-    batch_size = _check_positive_int("batch_size", config.batch_size)
-    every = _check_positive_int("checkpoint_every", min(config.checkpoint_every, steps))
+    steps = check_positive(config.steps, "steps", integer=True)
+    batch_size = check_positive(config.batch_size, "batch_size", integer=True)
+    every = check_positive(min(config.checkpoint_every, steps), "checkpoint_every", integer=True)
     if not config.learning_rate > 0:
         raise ConfigError(f"learning_rate must be positive, got {config.learning_rate!r}")
     layer_table(config.arch)
