@@ -159,8 +159,10 @@ def main() -> None:
     from soundnet_keras import SoundNet
 
     net = SoundNet.from_pretrained(args.weights, verbose=False)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
-          f"TensorFlow {tf.__version__}; {time.strftime('%Y-%m-%d')}")
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}; {time.strftime('%Y-%m-%d')}"
+    )
     print("\n(a) network throughput, 10-s clips, batch 16 (x real time = seconds of audio per wall second)")
     rows = network_table(net, 2 if args.quick else 5)
     baseline = {layers: x for layers, variant, x in rows if variant.startswith("baseline")}
@@ -175,14 +177,20 @@ def main() -> None:
         folder.mkdir()
         make_clips(folder, count)
         in_proc, sub, seconds = end_to_end(net, folder, count, args.weights)
-        print(f"\n(b) end to end, {count} x 5-s 44.1 kHz 16-bit WAV clips (decode + resample + repeat to the 20-s "
-              "training crop + inference + JSON)")
-        print(f"    CLI code path, in process, model loaded, warm: {in_proc:.0f}x real time "
-              f"({seconds:.2f} s for {5 * count} s of audio)")
+        print(
+            f"\n(b) end to end, {count} x 5-s 44.1 kHz 16-bit WAV clips (decode + resample + repeat to the 20-s "
+            "training crop + inference + JSON)"
+        )
+        print(
+            f"    CLI code path, in process, model loaded, warm: {in_proc:.0f}x real time "
+            f"({seconds:.2f} s for {5 * count} s of audio)"
+        )
         print(f"    CLI subprocess incl. TensorFlow import and model load: {sub:.0f}x real time")
         peak_gib, wall = peak_memory_one_hour(Path(tmp), args.weights)
-        print(f"\n(c) one-hour 22,050 Hz file through soundnet-classify: peak RSS {peak_gib:.2f} GiB, "
-              f"wall {wall:.1f} s ({3600 / wall:.0f}x real time incl. start-up)")
+        print(
+            f"\n(c) one-hour 22,050 Hz file through soundnet-classify: peak RSS {peak_gib:.2f} GiB, "
+            f"wall {wall:.1f} s ({3600 / wall:.0f}x real time incl. start-up)"
+        )
 
 
 if __name__ == "__main__":

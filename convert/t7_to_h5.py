@@ -85,5 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     return guard(body)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -155,9 +155,7 @@ def path_to(arch: str, name: str) -> tuple[Layer, ...]:
     """The chain of layers from the input to the named output, inclusive."""
     names = output_names(arch)
     if name not in names:
-        raise ConfigError(
-            f"unknown layer {name!r} for architecture {arch!r}: expected one of {', '.join(names)}"
-        )
+        raise ConfigError(f"unknown layer {name!r} for architecture {arch!r}: expected one of {', '.join(names)}")
     chain = []
     for layer in trunk(arch):
         chain.append(layer)

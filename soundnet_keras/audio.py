@@ -162,6 +162,7 @@ AUDIO_EXTENSIONS = (
 BLOCK_FRAMES = 1 << 18
 """Frames decoded (and resampled) per block by :func:`load_audio`; bounds the memory beyond the result itself."""
 
+
 def _describe(path: Path) -> str:
     return repr(str(path))
 
@@ -272,9 +273,7 @@ def load_audio(
     if decoded == 0 or filled == 0:
         raise AudioError(f"{name}: zero length: no audio samples could be decoded")
     if peak > FLOAT_RANGE_LIMIT:
-        raise AudioError(
-            f"{name}: float samples must lie in [-1, 1], but the peak is {peak:.4g}; rescale the file"
-        )
+        raise AudioError(f"{name}: float samples must lie in [-1, 1], but the peak is {peak:.4g}; rescale the file")
     waveform = out[:filled]
     if waveform.base is not None and filled < 0.9 * out.size:
         waveform = waveform.copy()

@@ -116,9 +116,7 @@ def plan_chunks(arch: str, names: Iterable[str], total: int, chunk_samples: int)
         plan.append(Chunk(start, stop, keep))
         if stop == total:
             break
-        missing = [
-            geos[n].offset + done[n] * geos[n].hop for n in names if done[n] < frames[n]
-        ]
+        missing = [geos[n].offset + done[n] * geos[n].hop for n in names if done[n] < frames[n]]
         if not missing:
             break
         next_start = max(0, min(missing) // hop * hop)

@@ -64,8 +64,6 @@ class ConversionReport:
         return max((diff.rel for diff in self.diffs), default=0.0)
 
 
-
-
 def read_category_file(path: str | os.PathLike) -> list[str]:
     """Read category names from a text file, one per line (surrounding whitespace and blank lines dropped)."""
     path = Path(path)

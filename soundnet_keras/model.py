@@ -94,6 +94,7 @@ class Prediction:
 
 DEFAULT_CHUNK_SECONDS = 120.0
 
+
 class SoundNet:
     """SoundNet (Aytar, Vondrick & Torralba, NIPS 2016) on raw 22,050 Hz waveforms, in Keras 3.
 

@@ -116,21 +116,21 @@ def read_sound8_npy(path: str | os.PathLike, *, expected_sha256: str | None = SO
 # ILSVRC-2012 names they stand for. Only an entry equal to the known broken text is replaced.
 _IMAGENET_REPAIRS = {
     319: (
-        "s darning needle, sewing needle, snake feeder, snake doctor, mosquito hawk, skeeter hawk\",",
+        's darning needle, sewing needle, snake feeder, snake doctor, mosquito hawk, skeeter hawk",',
         "dragonfly, darner, devil's darning needle, sewing needle, snake feeder, snake doctor, mosquito hawk, "
         "skeeter hawk",
     ),
-    400: ("s robe\",", "academic gown, academic robe, judge's robe"),
-    477: ("s kit, tool kit\",", "carpenter's kit, tool kit"),
-    607: ("-lantern\",", "jack-o'-lantern"),
-    633: ("s loupe\",", "loupe, jeweler's loupe"),
-    697: ("s, jammies\",", "pajama, pyjama, pj's, jammies"),
-    726: ("s plane, woodworking plane\",", "plane, carpenter's plane, woodworking plane"),
-    731: ("s helper\",", "plunger, plumber's helper"),
-    739: ("s wheel\",", "potter's wheel"),
-    815: ("s web\",", "spider web, spider's web"),
+    400: ('s robe",', "academic gown, academic robe, judge's robe"),
+    477: ('s kit, tool kit",', "carpenter's kit, tool kit"),
+    607: ('-lantern",', "jack-o'-lantern"),
+    633: ('s loupe",', "loupe, jeweler's loupe"),
+    697: ('s, jammies",', "pajama, pyjama, pj's, jammies"),
+    726: ('s plane, woodworking plane",', "plane, carpenter's plane, woodworking plane"),
+    731: ('s helper",', "plunger, plumber's helper"),
+    739: ('s wheel",', "potter's wheel"),
+    815: ('s web",', "spider web, spider's web"),
     986: (
-        "s slipper, yellow lady-slipper, Cypripedium calceolus, Cypripedium parviflorum\",",
+        's slipper, yellow lady-slipper, Cypripedium calceolus, Cypripedium parviflorum",',
         "yellow lady's slipper, yellow lady-slipper, Cypripedium calceolus, Cypripedium parviflorum",
     ),
 }

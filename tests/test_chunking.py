@@ -48,8 +48,10 @@ def test_valid_frames_edges():
     geo = architecture.geometry("soundnet8", "objects")
     total = 10 * geo.min_samples
     # the whole input is valid everywhere
-    assert valid_frames("soundnet8", "objects", 0, total, total) == (0, architecture.output_length(
-        "soundnet8", "objects", total))
+    assert valid_frames("soundnet8", "objects", 0, total, total) == (
+        0,
+        architecture.output_length("soundnet8", "objects", total),
+    )
     # an interior chunk loses frames on both sides; one receptive field long, it keeps at most one frame
     start = 4 * geo.hop
     first, last = valid_frames("soundnet8", "objects", start, start + geo.receptive_field, total)
@@ -83,7 +85,7 @@ def test_predict_and_features_use_chunks_with_the_same_result(pretrained_net):
     rng = np.random.default_rng(3)
     seconds = 75
     t = np.arange(22050 * seconds) / 22050
-    waveform = (0.2 * np.sin(2 * np.pi * 180 * t) * (t % 3 < 1.5) + 0.05 * rng.standard_normal(t.size))
+    waveform = 0.2 * np.sin(2 * np.pi * 180 * t) * (t % 3 < 1.5) + 0.05 * rng.standard_normal(t.size)
     waveform = waveform.astype(np.float32)
     previous = pretrained_net.chunk_seconds
     try:

@@ -10,7 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from soundnet_keras.classifier import (
+from soundnet_keras.errors import AudioError, ConfigError
+from soundnet_keras.transfer import (
     FORMAT,
     ClipClassifier,
     ClipFeatures,
@@ -22,7 +23,6 @@ from soundnet_keras.classifier import (
     sliding_windows,
     window_frames,
 )
-from soundnet_keras.errors import AudioError, ConfigError
 
 
 # ------------------------------------------------------------------------------------------------------ fixtures
@@ -107,8 +107,9 @@ def test_window_count_and_mean_aggregation(pretrained_net, rng) -> None:
 def test_heads_learn_synthetic_classes(pretrained_net, rng, head: str) -> None:
     clips, labels = synthetic_clips(rng)
     test_clips, test_labels = synthetic_clips(np.random.default_rng(99))
-    model = ClipClassifier(head, net=pretrained_net, cache=False, window_features="mean", standardize=True,
-                           epochs=30).fit(clips, labels)
+    model = ClipClassifier(
+        head, net=pretrained_net, cache=False, window_features="mean", standardize=True, epochs=30
+    ).fit(clips, labels)
     assert model.classes == ["class0", "class1", "class2"]
     assert model.score(test_clips, test_labels) == 1.0
     if head == "svm":
@@ -135,8 +136,9 @@ def test_binary_and_integer_labels(pretrained_net, rng) -> None:
 
 def test_c_grid_is_tuned_on_training_clips_only(pretrained_net, rng) -> None:
     clips, labels = synthetic_clips(rng)
-    model = ClipClassifier(net=pretrained_net, cache=False, window=None, window_features="mean",
-                           C_grid=[0.001, 1.0], cv_folds=3).fit(clips, labels)
+    model = ClipClassifier(
+        net=pretrained_net, cache=False, window=None, window_features="mean", C_grid=[0.001, 1.0], cv_folds=3
+    ).fit(clips, labels)
     assert set(model.fit_info_.cv_accuracy) == {"0.001", "1"}
     assert model.fit_info_.C in (0.001, 1.0)
     assert max(model.fit_info_.cv_accuracy.values()) == model.fit_info_.cv_accuracy[f"{model.fit_info_.C:g}"]
@@ -310,8 +312,22 @@ def test_train_head_cli_folder_layout(pretrained_path, small_split, feature_cach
 
     data = _class_folders(tmp_path / "data", small_split)
     out = tmp_path / "my.head.h5"
-    code = main([str(data), "-o", str(out), "--cv", "2", "--duration", "10", "--weights", str(pretrained_path),
-                 "--cache-dir", str(feature_cache), "--no-progress"])
+    code = main(
+        [
+            str(data),
+            "-o",
+            str(out),
+            "--cv",
+            "2",
+            "--duration",
+            "10",
+            "--weights",
+            str(pretrained_path),
+            "--cache-dir",
+            str(feature_cache),
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "cross-validated accuracy (2 folds)" in captured.out
@@ -351,7 +367,8 @@ def test_classify_files_normalises_other_classifiers(tmp_path: Path) -> None:
             return [("b", {"a": 0.25, "b": 0.75}) for _ in paths]
 
     records = classify_files(FineTunedLike(), [tmp_path / "x.wav"])
-    assert records == [{"file": str(tmp_path / "x.wav"), "label": "b", "scores": {"a": 0.25, "b": 0.75},
-                        "score_kind": "probability"}]
+    assert records == [
+        {"file": str(tmp_path / "x.wav"), "label": "b", "scores": {"a": 0.25, "b": 0.75}, "score_kind": "probability"}
+    ]
     with pytest.raises(ConfigError, match="classifier must be a loaded classifier"):
         classify_files(object(), ["x.wav"])

@@ -23,7 +23,12 @@ def run(module: str, *args: object, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
         [sys.executable, "-m", f"soundnet_keras.cli.{module}", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        check=False,
     )
 
 
@@ -72,8 +77,21 @@ def test_json_csv_plot_and_output_files(clips, pretrained_path, tmp_path):
     out_json, plot = tmp_path / "result.json", tmp_path / "timeline.png"
     files = (example_clip(), clips["long"])
     proc = run(
-        "classify", "--example", clips["long"], "--json", "--frames", "-k", "2", "--output", out_json, "--plot", plot,
-        "--weights", pretrained_path, "-q", cwd=tmp_path,
+        "classify",
+        "--example",
+        clips["long"],
+        "--json",
+        "--frames",
+        "-k",
+        "2",
+        "--output",
+        out_json,
+        "--plot",
+        plot,
+        "--weights",
+        pretrained_path,
+        "-q",
+        cwd=tmp_path,
     )
     no_traceback(proc)
     assert proc.returncode == 0, proc.stderr
@@ -93,8 +111,20 @@ def test_json_csv_plot_and_output_files(clips, pretrained_path, tmp_path):
     assert [p.name for p in pngs] == ["timeline_example_train.png", "timeline_noise.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
 
-    proc = run("classify", clips["long"], clips["short"], "--csv", "--frames", "-k", "2", "--no-pad",
-               "--weights", pretrained_path, "-q", cwd=tmp_path)
+    proc = run(
+        "classify",
+        clips["long"],
+        clips["short"],
+        "--csv",
+        "--frames",
+        "-k",
+        "2",
+        "--no-pad",
+        "--weights",
+        pretrained_path,
+        "-q",
+        cwd=tmp_path,
+    )
     no_traceback(proc)
     assert proc.returncode == 1
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
@@ -134,8 +164,20 @@ def test_extract_npz_and_hdf5(clips, pretrained_path, tmp_path):
     from soundnet_keras.architecture import output_length
 
     target = tmp_path / "features.npz"
-    proc = run("extract", clips["folder"], "-l", "pool5", "-l", "conv7", "-o", target,
-               "--weights", pretrained_path, "-q", cwd=tmp_path)
+    proc = run(
+        "extract",
+        clips["folder"],
+        "-l",
+        "pool5",
+        "-l",
+        "conv7",
+        "-o",
+        target,
+        "--weights",
+        pretrained_path,
+        "-q",
+        cwd=tmp_path,
+    )
     no_traceback(proc)
     assert proc.returncode == 1 and "broken.wav" in proc.stderr
     data = np.load(target)
@@ -171,7 +213,7 @@ def test_esc10_clips_classify(shared_dir, pretrained_path, tmp_path):
 
 @pytest.mark.slow
 def test_classify_with_a_trained_head(shared_dir, pretrained_net, pretrained_path, tmp_path):
-    from soundnet_keras.classifier import ClipClassifier
+    from soundnet_keras.transfer import ClipClassifier
 
     audio = shared_dir / "esc10-dev" / "audio"
     wanted = {"1": "dog", "41": "chainsaw", "10": "rain"}  # ESC-50 targets in the file names

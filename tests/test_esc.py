@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from soundnet_keras.errors import ConfigError
-from soundnet_keras.esc import PROTOCOLS, parse_folds, parse_protocols, read_esc, run_benchmark
+from soundnet_keras.transfer.esc import PROTOCOLS, parse_folds, parse_protocols, read_esc, run_benchmark
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,13 +114,29 @@ def test_paper_protocol_on_esc10_dev(paper_results) -> None:
         assert result.mean_accuracy >= 0.7, (result.protocol.name, result.mean_accuracy)  # chance is 0.1
 
 
-def test_bench_cli_on_two_folds(esc_root: Path, pretrained_path: Path, feature_cache: Path, paper_results,
-                                tmp_path: Path) -> None:
+def test_bench_cli_on_two_folds(
+    esc_root: Path, pretrained_path: Path, feature_cache: Path, paper_results, tmp_path: Path
+) -> None:
     out = tmp_path / "bench"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "soundnet_keras.cli.bench", "esc", "--root", str(esc_root), "--esc10",
-               "--folds", "1,2", "--weights", str(pretrained_path), "--cache-dir", str(feature_cache),
-               "--out", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "soundnet_keras.cli.bench",
+        "esc",
+        "--root",
+        str(esc_root),
+        "--esc10",
+        "--folds",
+        "1,2",
+        "--weights",
+        str(pretrained_path),
+        "--cache-dir",
+        str(feature_cache),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "fold 1  fold 2    mean" in done.stdout

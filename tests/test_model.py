@@ -167,9 +167,7 @@ def test_batches_and_lists_match_single_clips(random_net):
         np.testing.assert_allclose(batched.values[i], net.features(batch[i], layer=layer).values, rtol=1e-5, atol=1e-6)
     clips = [batch[0], batch[1, : minimum + 100]]
     listed = net.features(clips, layer=layer)
-    assert [f.values.shape[0] for f in listed] == [
-        architecture.output_length(arch, layer, c.size) for c in clips
-    ]
+    assert [f.values.shape[0] for f in listed] == [architecture.output_length(arch, layer, c.size) for c in clips]
 
 
 def test_resampling_and_integer_input():

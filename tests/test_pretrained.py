@@ -134,7 +134,6 @@ def test_sound8_layout_is_remapped(tmp_path):
     assert "running_var" in torch_params["conv7"] and "running_var" not in torch_params["objects"]
 
 
-
 @pytest.mark.slow
 def test_npy_to_h5_cli_converts_a_sound8_layout_file(tmp_path, capsys):
     import importlib.util

@@ -58,7 +58,10 @@ def test_concurrent_first_use_converts_once(authors_site, tmp_path):
     code = "from soundnet_keras import SoundNet; net = SoundNet.from_pretrained('soundnet5'); print(net.arch)"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)

@@ -230,7 +230,7 @@ def test_ambiguous_arrays_and_paths_get_clear_errors(pretrained_net, esc10, tmp_
 # ------------------------------------------------------------------------------------------------- caches, export
 def test_feature_cache_follows_the_weights_in_use(pretrained_path, esc10, tmp_path):
     from soundnet_keras import SoundNet
-    from soundnet_keras.classifier import FeatureCache, FeatureExtractor
+    from soundnet_keras.transfer import FeatureCache, FeatureExtractor
 
     net = SoundNet.from_pretrained(pretrained_path, verbose=False)
     _, samples, rate, _ = esc10[7]

@@ -23,7 +23,7 @@ from .common import ArgumentParser, add_cache_arguments, clear_cache_if_asked, g
 
 
 def build_parser() -> ArgumentParser:
-    from ..esc import PROTOCOLS
+    from ..transfer.esc import PROTOCOLS
 
     parser = ArgumentParser(prog="soundnet-bench", description="Benchmarks of SoundNet features.")
     sub = parser.add_subparsers(dest="benchmark", required=True, parser_class=ArgumentParser)
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _esc(args: argparse.Namespace) -> int:
-    from ..esc import format_results, parse_protocols, plot_confusion, read_esc, run_benchmark
+    from ..transfer.esc import format_results, parse_protocols, plot_confusion, read_esc, run_benchmark
 
     start = time.monotonic()
     protocols = parse_protocols(args.variants)
@@ -65,7 +65,12 @@ def _esc(args: argparse.Namespace) -> int:
         print(line)
     net = load_model(args.weights, verbose=True)
     results = run_benchmark(
-        dataset, net, protocols, cache=not args.no_cache, cache_dir=args.cache_dir, progress=not args.no_progress,
+        dataset,
+        net,
+        protocols,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
         log=lambda message: print(message, file=sys.stderr, flush=True),
     )
     print(format_results(results, dataset))
@@ -73,8 +78,11 @@ def _esc(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.no_plot:
         for result in results:
-            path = plot_confusion(result, out / f"confusion_{result.protocol.name}.png",
-                                  title=f"{dataset.name} {result.protocol.name}: {100 * result.mean_accuracy:.1f}%")
+            path = plot_confusion(
+                result,
+                out / f"confusion_{result.protocol.name}.png",
+                title=f"{dataset.name} {result.protocol.name}: {100 * result.mean_accuracy:.1f}%",
+            )
             print(f"confusion matrix: {path}")
     summary = {
         "dataset": dataset.name,

@@ -184,7 +184,7 @@ class HeadClassifier:
         self.score_kind = "probability"
 
     def classify(self, items: Sequence[Decoded]) -> list[ClipResult | SoundNetError]:
-        from ..classifier import classify_files
+        from ..transfer import classify_files
 
         results: list[ClipResult | SoundNetError] = []
         for item in items:
@@ -200,9 +200,7 @@ class HeadClassifier:
         classes = [str(c) for c in self.classifier.classes]
         self.score_kind = record.get("score_kind", "probability")
         clip = np.array([record["scores"][c] for c in classes], dtype=np.float64)
-        windows = record.get("windows") or [
-            {"start": 0.0, "end": item.duration, "scores": record["scores"]}
-        ]
+        windows = record.get("windows") or [{"start": 0.0, "end": item.duration, "scores": record["scores"]}]
         per_window = np.array([[w["scores"][c] for c in classes] for w in windows], dtype=np.float64)
         start = np.minimum([w["start"] for w in windows], item.duration)
         end = np.minimum([w["end"] for w in windows], item.duration)
@@ -213,7 +211,7 @@ class HeadClassifier:
 def make_classifier(args: argparse.Namespace) -> Classifier | HeadClassifier:
     """Build the classifier for the command line's options: SoundNet's own heads, or a trained ``--head``."""
     if args.head is not None:
-        from ..classifier import FORMAT, load_classifier, read_format
+        from ..transfer import FORMAT, load_classifier, read_format
 
         if not args.head.is_file():
             raise SoundNetError(f"--head: classifier file {str(args.head)!r} does not exist")
@@ -374,15 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true", help="CSV: one row per file/frame, head and rank")
     parser.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
     parser.add_argument(
-        "--plot", type=Path, metavar="PNG", help="draw a timeline of the top scenes and objects (one image per file; "
-        "with several files, named <PNG stem>_<file stem>.png)"
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help="draw a timeline of the top scenes and objects (one image per file; "
+        "with several files, named <PNG stem>_<file stem>.png)",
     )
     parser.add_argument(
-        "--channels", choices=CHANNEL_MODES, default="mix",
+        "--channels",
+        choices=CHANNEL_MODES,
+        default="mix",
         help="mix channels to mono (default) or take the first one, as the original scripts did",
     )
     parser.add_argument(
-        "--no-pad", action="store_true",
+        "--no-pad",
+        action="store_true",
         help="append nothing: reject clips shorter than 10.98 s (one reliable frame) instead of repeating them to the "
         "20-s training crop, and drop a last frame that would hear padding instead of extending the clip",
     )
@@ -399,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="decoding threads (default: number of CPUs, at most 8; 0: none)"
     )
     parser.add_argument(
-        "--chunk-seconds", type=positive_float, default=None,
+        "--chunk-seconds",
+        type=positive_float,
+        default=None,
         help="run inputs longer than this in chunks of about this length (default 120; same results)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or model-loading messages")

@@ -148,7 +148,7 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
 def clear_cache_if_asked(args: argparse.Namespace) -> None:
     """Empty the feature cache when ``--clear-cache`` was given, saying how many entries went (stderr)."""
     if args.clear_cache:
-        from ..classifier import FeatureCache
+        from ..transfer import FeatureCache
 
         cache = FeatureCache(args.cache_dir)
         removed = cache.clear()

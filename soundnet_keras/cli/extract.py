@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
     parser.add_argument(
-        "-l", "--layer", action="append", dest="layers", metavar="NAME",
+        "-l",
+        "--layer",
+        action="append",
+        dest="layers",
+        metavar="NAME",
         help=f"layer to extract, repeatable (default pool5); one of {', '.join(output_names('soundnet8'))}",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output file: .npz, .h5 or .hdf5")

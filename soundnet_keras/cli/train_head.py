@@ -50,19 +50,38 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="head file to write (HDF5, e.g. my.head.h5)")
     parser.add_argument("--head", default="svm", choices=("svm", "logistic", "perceptron"), help="default: svm")
     parser.add_argument("--layer", default="pool5", help="layer, or comma-separated layers (needs --window none)")
-    parser.add_argument("--window", default="1.0", help="window length in seconds, or 'none' for one window per "
-                        "clip (default: 1.0, the paper's)")
-    parser.add_argument("--window-features", default="flatten", choices=("flatten", "mean", "max", "meanmax"),
-                        help="window frames concatenated (paper) or pooled over time; default: flatten")
-    parser.add_argument("--aggregate", default="mean", choices=("mean", "max"),
-                        help="clip score from window scores (default: mean, the paper's)")
+    parser.add_argument(
+        "--window",
+        default="1.0",
+        help="window length in seconds, or 'none' for one window per clip (default: 1.0, the paper's)",
+    )
+    parser.add_argument(
+        "--window-features",
+        default="flatten",
+        choices=("flatten", "mean", "max", "meanmax"),
+        help="window frames concatenated (paper) or pooled over time; default: flatten",
+    )
+    parser.add_argument(
+        "--aggregate",
+        default="mean",
+        choices=("mean", "max"),
+        help="clip score from window scores (default: mean, the paper's)",
+    )
     parser.add_argument("--standardize", action="store_true", help="standardise features before the head")
     parser.add_argument("-C", type=float, default=None, help="regularisation C (default: svm 0.01, else 1)")
     parser.add_argument("--C-grid", default=None, help="comma-separated C values chosen by inner cross-validation")
-    parser.add_argument("--variant", default="resampled", choices=("resampled", "exact"),
-                        help="resampled to 22,050 Hz (default) or the original's unresampled x2^-22 input")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="repeat/cut every clip to this many seconds (the paper: 10); default: as is")
+    parser.add_argument(
+        "--variant",
+        default="resampled",
+        choices=("resampled", "exact"),
+        help="resampled to 22,050 Hz (default) or the original's unresampled x2^-22 input",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="repeat/cut every clip to this many seconds (the paper: 10); default: as is",
+    )
     parser.add_argument("--epochs", type=int, default=100, help="perceptron training epochs (default: 100)")
     parser.add_argument("--cv", type=int, default=5, help="cross-validation folds to report (0: skip; default: 5)")
     parser.add_argument("--seed", type=int, default=0)
@@ -79,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..classifier import ClipClassifier, cross_val_accuracy
+    from ..transfer import ClipClassifier, cross_val_accuracy
 
     start = time.monotonic()
     data = read_labelled(args.data)
@@ -96,22 +115,35 @@ def _train(args: argparse.Namespace) -> int:
     clear_cache_if_asked(args)
     net = load_model(args.weights, verbose=True)
     model = ClipClassifier(
-        args.head, layers if len(layers) > 1 else (layers[0] if layers else ""), window=parse_window(args.window),
-        window_features=args.window_features, aggregate=args.aggregate, standardize=args.standardize, C=args.C,
-        C_grid=parse_float_list(args.C_grid, "--C-grid") if args.C_grid else None, epochs=args.epochs,
-        seed=args.seed, variant=args.variant, duration=args.duration, net=net, weights=args.weights,
-        cache=not args.no_cache, cache_dir=args.cache_dir, progress=not args.no_progress,
+        args.head,
+        layers if len(layers) > 1 else (layers[0] if layers else ""),
+        window=parse_window(args.window),
+        window_features=args.window_features,
+        aggregate=args.aggregate,
+        standardize=args.standardize,
+        C=args.C,
+        C_grid=parse_float_list(args.C_grid, "--C-grid") if args.C_grid else None,
+        epochs=args.epochs,
+        seed=args.seed,
+        variant=args.variant,
+        duration=args.duration,
+        net=net,
+        weights=args.weights,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
     )
     model._check_settings()
     counts = {c: labels.count(c) for c in classes}
     print(f"{len(paths)} clips, {len(classes)} classes: " + ", ".join(f"{c} ({n})" for c, n in counts.items()))
     clips = model.features([str(p) for p in paths], desc="features")
     if args.cv:
-        scores = cross_val_accuracy(model, clips, labels, folds=args.cv, seed=args.seed,
-                                    progress=not args.no_progress)
+        scores = cross_val_accuracy(model, clips, labels, folds=args.cv, seed=args.seed, progress=not args.no_progress)
         mean = sum(scores) / len(scores)
-        print(f"cross-validated accuracy ({len(scores)} folds): {100 * mean:.2f}% "
-              f"(folds: {', '.join(f'{100 * s:.1f}' for s in scores)})")
+        print(
+            f"cross-validated accuracy ({len(scores)} folds): {100 * mean:.2f}% "
+            f"(folds: {', '.join(f'{100 * s:.1f}' for s in scores)})"
+        )
     model.fit(clips, labels)
     model.save(output)
     info = model.fit_info_

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .classifier import ClipClassifier, ClipFeatures, FeatureExtractor, resolve_net
-from .errors import ConfigError
+from ..errors import ConfigError
+from .clip_classifier import ClipClassifier
+from .features import ClipFeatures, FeatureExtractor, resolve_net
 
 META_COLUMNS = ("filename", "fold", "target", "category", "esc10")
 ESC_FOLDS = (1, 2, 3, 4, 5)
@@ -81,8 +82,10 @@ class EscDataset:
 
     def report(self) -> list[str]:
         """Human-readable lines about what was selected and what is missing."""
-        lines = [f"{self.name} at {self.root}: {len(self.clips)} clips, {len(self.classes)} classes, folds "
-                 f"{', '.join(map(str, self.folds))}"]
+        lines = [
+            f"{self.name} at {self.root}: {len(self.clips)} clips, {len(self.classes)} classes, folds "
+            f"{', '.join(map(str, self.folds))}"
+        ]
         for fold in self.folds:
             lines.append(f"  fold {fold}: {len(self.fold_clips(fold))} clips")
         if self.missing_folds:
@@ -116,9 +119,7 @@ def _truthy(value: str) -> bool:
     return value.strip().lower() in ("true", "1", "yes")
 
 
-def read_esc(
-    root: str | os.PathLike, *, esc10: bool = False, folds: str | Sequence[int] | None = None
-) -> EscDataset:
+def read_esc(root: str | os.PathLike, *, esc10: bool = False, folds: str | Sequence[int] | None = None) -> EscDataset:
     """Read an ESC-50 folder in the official layout (``audio/*.wav``, ``meta/esc50.csv``).
 
     ``esc10`` keeps the ESC-10 subset (``esc10`` column true); ``folds`` the given folds (default all five). Files
@@ -143,8 +144,9 @@ def read_esc(
         try:
             fold, target = int(row["fold"]), int(row["target"])
         except (TypeError, ValueError):
-            raise ConfigError(f"{str(meta)!r} line {line}: fold and target must be integers, got "
-                              f"{row['fold']!r}, {row['target']!r}") from None
+            raise ConfigError(
+                f"{str(meta)!r} line {line}: fold and target must be integers, got {row['fold']!r}, {row['target']!r}"
+            ) from None
         if fold not in wanted or (esc10 and not _truthy(row["esc10"])):
             continue
         path = root / "audio" / row["filename"]
@@ -155,15 +157,17 @@ def read_esc(
     present = tuple(sorted({clip.fold for clip in clips}))
     subset = "ESC-10" if esc10 else "ESC-50"
     if not clips:
-        raise ConfigError(f"no {subset} audio files of folds {', '.join(map(str, wanted))} found under "
-                          f"{str(root / 'audio')!r} ({len(missing)} listed in the metadata are missing)")
+        raise ConfigError(
+            f"no {subset} audio files of folds {', '.join(map(str, wanted))} found under "
+            f"{str(root / 'audio')!r} ({len(missing)} listed in the metadata are missing)"
+        )
     return EscDataset(root, clips, esc10, present, missing, [f for f in wanted if f not in present])
 
 
 # --------------------------------------------------------------------------------------------------- protocols
 @dataclass(frozen=True)
 class Protocol:
-    """One benchmark variant: input settings and :class:`~soundnet_keras.classifier.ClipClassifier` settings."""
+    """One benchmark variant: input settings and :class:`~soundnet_keras.transfer.ClipClassifier` settings."""
 
     name: str
     description: str
@@ -181,9 +185,18 @@ class Protocol:
     def classifier(self, net: Any, **kwargs: Any) -> ClipClassifier:
         """A fresh classifier for these settings on ``net``."""
         return ClipClassifier(
-            self.head, self.layers if len(self.layers) > 1 else self.layers[0], window=self.window,
-            window_features=self.window_features, standardize=self.standardize, C=self.C, C_grid=self.C_grid,
-            variant=self.variant, duration=self.duration, epochs=self.epochs, net=net, **kwargs,
+            self.head,
+            self.layers if len(self.layers) > 1 else self.layers[0],
+            window=self.window,
+            window_features=self.window_features,
+            standardize=self.standardize,
+            C=self.C,
+            C_grid=self.C_grid,
+            variant=self.variant,
+            duration=self.duration,
+            epochs=self.epochs,
+            net=net,
+            **kwargs,
         )
 
 
@@ -195,22 +208,57 @@ LOGISTIC_GRID = (0.01, 0.1, 1.0, 10.0)
 PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
-        Protocol("paper-exact", "eval_esc50.lua exactly: 44.1 kHz fed unresampled x2^-22, 10 s, pool5, 1 s windows, "
-                 "SVM C=0.01", variant="exact", C=0.01),
+        Protocol(
+            "paper-exact",
+            "eval_esc50.lua exactly: 44.1 kHz fed unresampled x2^-22, 10 s, pool5, 1 s windows, SVM C=0.01",
+            variant="exact",
+            C=0.01,
+        ),
         Protocol("paper-resampled", "the same on audio resampled to 22,050 Hz (x2^-23)", C=0.01),
-        Protocol("windows-std", "paper windows, features standardised, SVM C by inner CV", standardize=True,
-                 C_grid=SMALL_C_GRID),
-        Protocol("meanmax", "clip mean+max of pool5 over time, SVM C=0.01", window=None, window_features="meanmax",
-                 C=0.01),
-        Protocol("meanmax-std", "clip mean+max of pool5, standardised, SVM C by inner CV", window=None,
-                 window_features="meanmax", standardize=True, C_grid=C_GRID),
-        Protocol("layers-std", "clip mean+max of pool5+conv6+conv7, standardised, SVM C by inner CV",
-                 layers=("pool5", "conv6", "conv7"), window=None, window_features="meanmax", standardize=True,
-                 C_grid=SMALL_C_GRID),
-        Protocol("logistic", "clip mean+max of pool5, standardised, logistic regression C by inner CV",
-                 head="logistic", window=None, window_features="meanmax", standardize=True, C_grid=LOGISTIC_GRID),
-        Protocol("perceptron", "clip mean+max of pool5, standardised, Keras softmax layer (C=1, 100 epochs)",
-                 head="perceptron", window=None, window_features="meanmax", standardize=True, C=1.0),
+        Protocol(
+            "windows-std",
+            "paper windows, features standardised, SVM C by inner CV",
+            standardize=True,
+            C_grid=SMALL_C_GRID,
+        ),
+        Protocol(
+            "meanmax", "clip mean+max of pool5 over time, SVM C=0.01", window=None, window_features="meanmax", C=0.01
+        ),
+        Protocol(
+            "meanmax-std",
+            "clip mean+max of pool5, standardised, SVM C by inner CV",
+            window=None,
+            window_features="meanmax",
+            standardize=True,
+            C_grid=C_GRID,
+        ),
+        Protocol(
+            "layers-std",
+            "clip mean+max of pool5+conv6+conv7, standardised, SVM C by inner CV",
+            layers=("pool5", "conv6", "conv7"),
+            window=None,
+            window_features="meanmax",
+            standardize=True,
+            C_grid=SMALL_C_GRID,
+        ),
+        Protocol(
+            "logistic",
+            "clip mean+max of pool5, standardised, logistic regression C by inner CV",
+            head="logistic",
+            window=None,
+            window_features="meanmax",
+            standardize=True,
+            C_grid=LOGISTIC_GRID,
+        ),
+        Protocol(
+            "perceptron",
+            "clip mean+max of pool5, standardised, Keras softmax layer (C=1, 100 epochs)",
+            head="perceptron",
+            window=None,
+            window_features="meanmax",
+            standardize=True,
+            C=1.0,
+        ),
     )
 }
 PAPER_PROTOCOLS = ("paper-exact", "paper-resampled")
@@ -224,8 +272,7 @@ def parse_protocols(text: str | Sequence[str]) -> tuple[str, ...]:
         expanded = PAPER_PROTOCOLS if name == "paper" else tuple(PROTOCOLS) if name == "all" else (name,)
         for item in expanded:
             if item not in PROTOCOLS:
-                raise ConfigError(f"unknown variant {item!r}: expected 'paper', 'all' or one of "
-                                  f"{', '.join(PROTOCOLS)}")
+                raise ConfigError(f"unknown variant {item!r}: expected 'paper', 'all' or one of {', '.join(PROTOCOLS)}")
             if item not in out:
                 out.append(item)
     if not out:
@@ -302,8 +349,10 @@ def run_benchmark(
     that subset. Needs at least two folds. Returns one :class:`VariantResult` per protocol, in order.
     """
     if len(dataset.folds) < 2:
-        raise ConfigError(f"cross-validation needs clips from at least 2 folds, found only fold(s) "
-                          f"{', '.join(map(str, dataset.folds))}")
+        raise ConfigError(
+            f"cross-validation needs clips from at least 2 folds, found only fold(s) "
+            f"{', '.join(map(str, dataset.folds))}"
+        )
     chosen = [PROTOCOLS[name] for name in parse_protocols(protocols)]
     net = resolve_net(net)
     features = extract_dataset(dataset, net, chosen, cache=cache, cache_dir=cache_dir, progress=progress)
@@ -327,8 +376,10 @@ def run_benchmark(
             result.fold_clips[fold] = len(test)
             result.chosen_C[fold] = model.fit_info_.C
             if log:
-                log(f"{protocol.name}: fold {fold} accuracy {result.fold_accuracy[fold]:.4f} "
-                    f"({len(test)} test clips, C={model.fit_info_.C:g})")
+                log(
+                    f"{protocol.name}: fold {fold} accuracy {result.fold_accuracy[fold]:.4f} "
+                    f"({len(test)} test clips, C={model.fit_info_.C:g})"
+                )
         results.append(result)
     return results
 
@@ -343,8 +394,9 @@ def format_results(results: Sequence[VariantResult], dataset: EscDataset) -> str
         cells = "  ".join(f"{100 * result.fold_accuracy[f]:6.2f}" for f in folds)
         lines.append(f"{result.protocol.name:<{name_width}}  {cells}  {100 * result.mean_accuracy:6.2f}")
     key = "esc10" if dataset.esc10 else "esc50"
-    lines.append(f"(paper, SoundNet-8 pool5 + linear SVM, all 5 folds of {dataset.name}: "
-                 f"{100 * PAPER_ACCURACY[key]:.1f})")
+    lines.append(
+        f"(paper, SoundNet-8 pool5 + linear SVM, all 5 folds of {dataset.name}: {100 * PAPER_ACCURACY[key]:.1f})"
+    )
     return "\n".join(lines)
 
 
@@ -372,8 +424,15 @@ def plot_confusion(result: VariantResult, path: str | os.PathLike, *, title: str
                 for j in range(n):
                     value = result.confusion[i, j]
                     if value:
-                        ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
-                                color="white" if value > peak / 2 else "black")
+                        ax.text(
+                            j,
+                            i,
+                            str(value),
+                            ha="center",
+                            va="center",
+                            fontsize=8,
+                            color="white" if value > peak / 2 else "black",
+                        )
         ax.set_title(title or f"{result.protocol.name}: mean accuracy {100 * result.mean_accuracy:.1f}%")
         fig.tight_layout()
         fig.savefig(path, dpi=120)

@@ -1,0 +1,438 @@
+"""SoundNet features per clip: extraction from files or waveforms, a cache that follows the weights, pooling and
+windows, and a scikit-learn transformer.
+
+* :class:`FeatureExtractor` -- activations of one or several layers per clip (:class:`ClipFeatures`), from files or
+  waveforms, with a content-keyed on-disk cache (:class:`FeatureCache`, keyed by the weights in use at extraction);
+* :class:`SoundNetFeatures` -- a scikit-learn transformer giving one pooled feature vector per clip, so that
+  ``make_pipeline(SoundNetFeatures(), LinearSVC())`` works.
+
+Input variants (``variant=``):
+
+``"resampled"``
+    audio resampled to 22,050 Hz, samples in [-1, 1] (the network's own x256, i.e. int32 x 2^-23 as in the original
+    training scripts).
+``"exact"``
+    what the authors' ``eval_esc50.lua`` did: the file's samples fed *without resampling* (44.1 kHz ESC audio read as
+    if it were 22,050 Hz) and scaled by 2^-22 instead of 2^-23, i.e. x2 here.
+
+``duration=`` (seconds) repeats each clip circularly and cuts it to exactly that length of the audio fed (the file's
+own rate in the exact variant), as ``eval_esc50.lua`` does with ``sound_length = 10``; ``None`` keeps clips as they
+are (padded by :func:`~soundnet_keras.architecture.plan_input` where shorter than the deepest layer needs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from ..architecture import SAMPLE_RATE, InputPlan, frame_times, geometry, pad_to_length, plan_input
+from ..audio import as_clip, check_sample_rate, load_audio, resample
+from ..errors import AudioError, ConfigError
+from ..files import atomic_path, sha256_file
+from ..validation import check_choice, check_positive
+
+VARIANTS = ("resampled", "exact")
+WINDOW_FEATURES = ("flatten", "mean", "max", "meanmax")
+POOLINGS = ("mean", "max", "meanmax")
+EXACT_GAIN = 2.0
+"""Extra gain of the ``"exact"`` variant: the original scaled int32 samples by 2^-22, the network assumes 2^-23."""
+
+Item = str | os.PathLike | np.ndarray
+Progress = Callable[[Iterable[Any], int, str], Iterable[Any]]
+
+
+def check_layers(layer: str | Sequence[str], arch: str = "soundnet8") -> tuple[str, ...]:
+    """Validate a layer name or a sequence of distinct names of ``arch``; returns them as a tuple."""
+    layers = (layer,) if isinstance(layer, str) else tuple(layer) if isinstance(layer, (list, tuple)) else None
+    if not layers or not all(isinstance(name, str) for name in layers):
+        raise ConfigError(f"layer must be a layer name or a non-empty list of names, got {layer!r}")
+    if len(set(layers)) != len(layers):
+        raise ConfigError(f"layer lists a name twice: {list(layers)}")
+    for name in layers:
+        geometry(arch, name)  # raises ConfigError naming the valid layers
+    return layers
+
+
+# ------------------------------------------------------------------------------------------------- model identity
+_NETS: dict[str, Any] = {}
+
+
+def model_identity(net: Any) -> str:
+    """sha256 of a SoundNet's architecture and its parameter values *now*: the weights part of feature-cache keys.
+
+    Computed from the live variables on every call (about 0.1 s for SoundNet-8), never remembered: after
+    fine-tuning, ``load_weights`` or ``set_weights`` the key changes, so cached features of the old weights are
+    not returned.
+    """
+    from ..network import get_params  # imports Keras: only when a network is in use
+
+    digest = hashlib.sha256(net.arch.encode())
+    for layer, variables in sorted(get_params(net.keras_model).items()):
+        for var, value in sorted(variables.items()):
+            array = np.ascontiguousarray(value, dtype=np.float32)
+            digest.update(f"{layer}/{var}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def resolve_net(net: Any = None, weights: str | os.PathLike = "soundnet8") -> Any:
+    """``net`` itself when given, else the SoundNet of ``weights`` (preset or file), loaded once per process."""
+    from ..model import SoundNet  # imports Keras: only when a network is in use
+
+    if net is not None:
+        if not isinstance(net, SoundNet):
+            raise ConfigError(f"net must be a SoundNet instance or None, got {type(net).__name__}")
+        return net
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ConfigError(f"weights must be a preset name or a weights file path, got {weights!r}")
+    key = os.fspath(weights)
+    if key not in _NETS:
+        _NETS[key] = SoundNet.from_pretrained(weights)
+    return _NETS[key]
+
+
+# ------------------------------------------------------------------------------------------------------- features
+@dataclass
+class ClipFeatures:
+    """Activations of one clip at one or several layers, as the network computed them.
+
+    ``layers`` maps a layer name to (frames, channels) float32; ``num_samples`` is the length fed to the network and
+    ``input_rate`` the real sample rate of that audio (22,050 Hz, or the file's rate in the exact variant), so that
+    frame times in seconds of the audio are the network's times scaled by ``22050 / input_rate``.
+    """
+
+    layers: dict[str, np.ndarray]
+    num_samples: int
+    input_rate: int
+    source: str = ""
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the audio fed to the network, in seconds of that audio."""
+        return self.num_samples / self.input_rate
+
+    def frame_times(self, arch: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end (seconds of the audio fed) of each frame's receptive field at ``layer``."""
+        times = frame_times(arch, layer, self.layers[layer].shape[0], self.num_samples)
+        scale = SAMPLE_RATE / self.input_rate
+        return times.start * scale, times.end * scale
+
+
+class FeatureCache:
+    """Per-clip features on disk, keyed by content sha256 + layer + input settings + network identity.
+
+    Layout: ``root/<identity[:16]>/<settings>/<layer>/<sha[:2]>/<sha>.npz`` holding ``values``, ``num_samples`` and
+    ``input_rate``; files are written atomically and read with ``allow_pickle=False``. An unreadable entry is
+    treated as absent (and rewritten).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        if root is None:
+            from ..pretrained import cache_dir
+
+            root = cache_dir() / "features"
+        self.root = Path(root).expanduser()
+
+    def path(self, identity: str, settings: str, layer: str, content: str) -> Path:
+        """Where the entry of one clip/layer lives."""
+        return self.root / identity[:16] / settings / layer / content[:2] / f"{content}.npz"
+
+    def get(self, identity: str, settings: str, layer: str, content: str) -> tuple[np.ndarray, int, int] | None:
+        """``(values, num_samples, input_rate)`` of a cached entry, or None."""
+        path = self.path(identity, settings, layer, content)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return np.asarray(data["values"], np.float32), int(data["num_samples"]), int(data["input_rate"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+
+    def clear(self) -> int:
+        """Delete every entry of this cache (only files of its own layout) and the folders left empty; returns how
+        many entries were deleted. Features are recomputed on next use."""
+        removed = 0
+        for entry in self.root.glob("*/*/*/*/*.npz"):
+            entry.unlink(missing_ok=True)
+            removed += 1
+        for folder in sorted((p for p in self.root.glob("**/*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only empty folders go
+        return removed
+
+    def put(
+        self, identity: str, settings: str, layer: str, content: str, values: np.ndarray, num_samples: int, rate: int
+    ) -> None:
+        """Write one entry atomically (a concurrent reader sees the old entry or the complete new one)."""
+        path = self.path(identity, settings, layer, content)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, values=np.asarray(values, np.float32), num_samples=num_samples, input_rate=rate)
+
+
+def progress_bar(iterable: Iterable[Any], total: int, desc: str, unit: str = "clip") -> Iterable[Any]:
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
+
+
+class FeatureExtractor:
+    """Extract the activations of ``layers`` for clips given as file paths or 1-D waveforms.
+
+    Waveforms are at ``sample_rate`` and in [-1, 1] (see :func:`soundnet_keras.audio.as_waveform`); files are
+    decoded with :func:`soundnet_keras.audio.load_audio` (``channels`` as there). ``variant`` and ``duration`` are
+    described in the module docstring. ``cache`` enables the :class:`FeatureCache` under ``cache_dir`` (default:
+    ``<soundnet-keras cache>/features``).
+    """
+
+    def __init__(
+        self,
+        net: Any,
+        layers: str | Sequence[str] = "pool5",
+        *,
+        variant: str = "resampled",
+        duration: float | None = None,
+        channels: str = "mix",
+        sample_rate: int = SAMPLE_RATE,
+        cache: bool = True,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.net = resolve_net(net)
+        self.layers = check_layers(layers, self.net.arch)
+        self.variant = check_choice(variant, VARIANTS, "variant")
+        self.duration = check_positive(duration, "duration", allow_none=True)
+        self.channels = check_choice(channels, ("mix", "first"), "channels")
+        self.sample_rate = check_sample_rate(sample_rate)
+        self.cache = FeatureCache(cache_dir) if cache else None
+
+    @property
+    def settings_tag(self) -> str:
+        """The input-settings part of cache keys."""
+        duration = "asis" if self.duration is None else f"{self.duration:g}s"
+        return f"{self.variant}-{duration}-{self.channels}"
+
+    def prepare(self, waveform: np.ndarray, rate: int) -> tuple[np.ndarray, int, InputPlan]:
+        """The 1-D float32 input the network sees for a [-1, 1] waveform at ``rate``, that audio's real rate, and
+        the padding plan (:func:`~soundnet_keras.architecture.plan_input`, ``pad="repeat"``) that made it."""
+        if self.variant == "resampled":
+            audio, input_rate = resample(waveform, rate), SAMPLE_RATE
+        else:
+            audio, input_rate = waveform * np.float32(EXACT_GAIN), rate
+        if self.duration is not None:
+            length = round(self.duration * input_rate)
+            audio = pad_to_length(audio, length, "repeat")[:length]
+        plan = plan_input(self.net.arch, self.layers, audio.shape[-1], "repeat")
+        return np.ascontiguousarray(plan.apply(audio), dtype=np.float32), int(input_rate), plan
+
+    def _load(self, item: Item, index: int) -> tuple[np.ndarray, int, str]:
+        if isinstance(item, (str, os.PathLike)):
+            target = SAMPLE_RATE if self.variant == "resampled" else None
+            waveform, rate = load_audio(item, target_rate=target, channels=self.channels)
+            return waveform, rate, os.fspath(item)
+        waveform = as_clip(item, name=f"clip {index}", channels=self.channels)
+        return waveform, self.sample_rate, f"<waveform {index}>"
+
+    def _content_key(self, item: Item, index: int) -> str:
+        if isinstance(item, (str, os.PathLike)):
+            path = Path(item)
+            if not path.is_file():
+                raise AudioError(f"{str(path)!r}: no such file" if not path.exists() else f"{str(path)!r}: not a file")
+            return sha256_file(path)
+        waveform = as_clip(item, name=f"clip {index}", channels=self.channels)
+        digest = hashlib.sha256(f"waveform/{self.sample_rate}/".encode())
+        digest.update(np.ascontiguousarray(waveform, dtype=np.float32).tobytes())
+        return digest.hexdigest()
+
+    def extract_one(self, item: Item | ClipFeatures, index: int = 0, *, identity: str | None = None) -> ClipFeatures:
+        """Features of one clip (path, waveform, or :class:`ClipFeatures` already holding the layers).
+
+        ``identity`` is :func:`model_identity` of the network *now* (computed here when None); :meth:`extract`
+        computes it once per call, so features never come from a cache entry of weights no longer in use.
+        """
+        if isinstance(item, ClipFeatures):
+            missing = [name for name in self.layers if name not in item.layers]
+            if missing:
+                raise ConfigError(f"clip {index} ({item.source or 'features'}) lacks layers {missing}")
+            return item
+        if self.cache and identity is None:
+            identity = model_identity(self.net)
+        identity = identity or ""
+        content = self._content_key(item, index) if self.cache else ""
+        found: dict[str, np.ndarray] = {}
+        meta: tuple[int, int] | None = None
+        if self.cache:
+            for name in self.layers:
+                entry = self.cache.get(identity, self.settings_tag, name, content)
+                if entry is not None:
+                    found[name] = entry[0]
+                    meta = (entry[1], entry[2])
+        source = os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"<waveform {index}>"
+        if len(found) == len(self.layers) and meta is not None:
+            return ClipFeatures(found, meta[0], meta[1], source)
+        waveform, rate, source = self._load(item, index)
+        audio, input_rate, plan = self.prepare(waveform, rate)
+        missing = tuple(name for name in self.layers if name not in found)
+        values = self.net.forward(audio[None], missing)
+        for name in missing:
+            found[name] = np.asarray(values[name][0, : plan.frames(name)], np.float32)
+            if self.cache:
+                self.cache.put(identity, self.settings_tag, name, content, found[name], audio.shape[-1], input_rate)
+        return ClipFeatures({name: found[name] for name in self.layers}, audio.shape[-1], input_rate, source)
+
+    def extract(
+        self, items: Sequence[Item | ClipFeatures], *, progress: bool | Progress = False, desc: str = "features"
+    ) -> list[ClipFeatures]:
+        """Features of every clip in ``items``, in order (see :meth:`extract_one`)."""
+        items = as_items(items)
+        identity = model_identity(self.net) if self.cache else None
+        iterator: Iterable[tuple[int, Any]] = enumerate(items)
+        if progress and not all(isinstance(item, ClipFeatures) for item in items):
+            wrap = progress_bar if progress is True else progress
+            iterator = wrap(iterator, len(items), desc)
+        return [self.extract_one(item, index, identity=identity) for index, item in iterator]
+
+
+def as_items(items: object, what: str = "X") -> list[Any]:
+    """Check that ``items`` is a sequence of clips (paths, 1-D waveforms or ClipFeatures) and return it as a list."""
+    if isinstance(items, (str, os.PathLike)):
+        raise ConfigError(f"{what} must be a list of clips (file paths or waveforms), got a single path {items!r}")
+    if isinstance(items, np.ndarray):
+        if items.ndim == 1 and items.dtype.kind in "fiu":
+            raise ConfigError(f"{what} must be a list of clips; wrap a single waveform in a list")
+        if items.ndim == 2 and items.dtype.kind in "fiu":
+            return list(items)
+        return items.tolist() if items.dtype.kind in "OU" else list(items)
+    if not isinstance(items, Sequence):
+        raise ConfigError(f"{what} must be a list of clips (file paths or waveforms), got {type(items).__name__}")
+    if len(items) == 0:
+        raise ConfigError(f"{what} is empty: at least one clip is needed")
+    return list(items)
+
+
+# ----------------------------------------------------------------------------------------------- pooling/windows
+def pool_frames(frames: np.ndarray, how: str) -> np.ndarray:
+    """Statistics over time of (..., frames, channels): ``mean``, ``max`` or both concatenated (``meanmax``)."""
+    if how == "mean":
+        return frames.mean(axis=-2)
+    if how == "max":
+        return frames.max(axis=-2)
+    if how == "meanmax":
+        return np.concatenate([frames.mean(axis=-2), frames.max(axis=-2)], axis=-1)
+    raise ConfigError(f"pooling must be one of {', '.join(map(repr, POOLINGS))}, got {how!r}")
+
+
+def window_frames(num_frames: int, window_seconds: float, clip_seconds: float) -> int:
+    """Window width in frames, ``ceil(window / clip_seconds * T)`` -- ``eval_esc50.lua``'s ``twindow_size``.
+
+    Computed in double precision as the Lua script does; at least one frame.
+    """
+    return max(1, math.ceil((window_seconds / clip_seconds) * num_frames))
+
+
+def sliding_windows(frames: np.ndarray, width: int, how: str = "flatten") -> np.ndarray:
+    """One row per window of ``width`` consecutive frames at every offset: (T - width + 1, dims).
+
+    ``flatten`` concatenates the window channel-major (dims = channels x width, Lua's ``view(-1)`` of a (channels,
+    frames) slice); ``mean``/``max``/``meanmax`` pool it over time. Clips shorter than ``width`` frames are repeated
+    circularly to ``width`` frames first.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 2 or frames.shape[0] == 0:
+        raise ConfigError(f"frames must be a non-empty (frames, channels) array, got shape {frames.shape}")
+    if frames.shape[0] < width:
+        frames = np.concatenate([frames] * math.ceil(width / frames.shape[0]), axis=0)[:width]
+    view = np.lib.stride_tricks.sliding_window_view(frames, width, axis=0)  # (n, channels, width)
+    if how == "flatten":
+        return view.reshape(view.shape[0], -1)
+    return pool_frames(np.swapaxes(view, -1, -2), how)
+
+
+# ---------------------------------------------------------------------------------------- scikit-learn transformer
+class SoundNetFeatures(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: clips (file paths or 1-D waveforms) -> one SoundNet feature vector per clip.
+
+    ``layer`` is a layer name or a list of names (their pooled statistics are concatenated); ``pooling`` the
+    statistics over time (``mean``, ``max``, ``meanmax``). Features are cached per clip content, layer, input
+    settings and network weights (``cache``/``cache_dir``). ``net`` is a :class:`~soundnet_keras.SoundNet`
+    instance, shared (not copied) by :func:`sklearn.base.clone`; when None the ``weights`` preset/file is loaded.
+
+    >>> from sklearn.pipeline import make_pipeline     # doctest: +SKIP
+    >>> from sklearn.svm import LinearSVC              # doctest: +SKIP
+    >>> model = make_pipeline(SoundNetFeatures(), LinearSVC()).fit(paths, labels)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        layer: str | Sequence[str] = "pool5",
+        pooling: str = "mean",
+        *,
+        variant: str = "resampled",
+        duration: float | None = None,
+        sample_rate: int = SAMPLE_RATE,
+        channels: str = "mix",
+        net: Any = None,
+        weights: str | os.PathLike = "soundnet8",
+        cache: bool = True,
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.layer = layer
+        self.pooling = pooling
+        self.variant = variant
+        self.duration = duration
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.net = net
+        self.weights = weights
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.progress = progress
+
+    def __sklearn_clone__(self) -> SoundNetFeatures:
+        return type(self)(**self.get_params(deep=False))
+
+    def extractor(self) -> FeatureExtractor:
+        """The :class:`FeatureExtractor` these settings describe (validates them)."""
+        check_choice(self.pooling, POOLINGS, "pooling")
+        return FeatureExtractor(
+            resolve_net(self.net, self.weights),
+            self.layer,
+            variant=self.variant,
+            duration=self.duration,
+            channels=self.channels,
+            sample_rate=self.sample_rate,
+            cache=self.cache,
+            cache_dir=self.cache_dir,
+        )
+
+    def fit(self, X: Sequence[Item], y: object = None) -> SoundNetFeatures:
+        """Validate the settings (there is nothing to learn); returns self."""
+        self.layers_ = self.extractor().layers
+        self.n_features_out_: int | None = None
+        return self
+
+    def transform_frames(self, X: Sequence[Item]) -> list[ClipFeatures]:
+        """Per-clip frame-level features (:class:`ClipFeatures`) instead of pooled vectors."""
+        return self.extractor().extract(X, progress=self.progress)
+
+    def transform(self, X: Sequence[Item]) -> np.ndarray:
+        """(n_clips, dims) float32: each layer's frames pooled over time, layers concatenated in order."""
+        extractor = self.extractor()
+        clips = extractor.extract(X, progress=self.progress)
+        rows = [np.concatenate([pool_frames(c.layers[n], self.pooling) for n in extractor.layers]) for c in clips]
+        out = np.stack(rows).astype(np.float32, copy=False)
+        self.n_features_out_ = out.shape[1]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------- heads

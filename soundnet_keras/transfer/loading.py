@@ -1,0 +1,85 @@
+"""Any trained classifier file (a head or a fine-tuned network): recognise it, load it, classify files with it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .clip_classifier import FINETUNED_FORMAT, FORMAT, ClipClassifier
+from .features import as_items
+
+
+def read_format(path: str | os.PathLike) -> str:
+    """The ``format`` attribute of an HDF5 file (``""`` when it has none)."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"classifier file {str(path)!r} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("format", "")
+    except OSError as exc:
+        raise ConfigError(f"{str(path)!r} is not a classifier file (HDF5 expected): {exc}") from None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def load_classifier(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """Load a trained classifier file by its ``format`` attribute: a head (:data:`FORMAT`, -> :class:`ClipClassifier`)
+    or a fine-tuned network (:data:`FINETUNED_FORMAT`, -> ``soundnet_keras.training.finetune.load_finetuned``).
+
+    Both offer ``classes`` and ``predict_files(paths, ...)``. Keyword arguments go to the loader (e.g. ``net=``).
+    """
+    fmt = read_format(path)
+    if fmt == FORMAT:
+        return ClipClassifier.load(path, **kwargs)
+    if fmt == FINETUNED_FORMAT:
+        try:
+            from ..training.finetune import load_finetuned
+        except ImportError as exc:
+            raise ConfigError(
+                f"{str(path)!r} is a fine-tuned network, but this installation cannot load it: {exc}"
+            ) from None
+        return load_finetuned(path, **kwargs)
+    raise ConfigError(
+        f"{str(path)!r} is not a classifier file: format attribute is {fmt!r}, expected {FORMAT!r} or "
+        f"{FINETUNED_FORMAT!r}"
+    )
+
+
+def classify_files(
+    classifier: Any, paths: Sequence[str | os.PathLike], *, windows: bool = False, progress: bool = False
+) -> list[dict[str, Any]]:
+    """Classify audio files with a loaded classifier (a path is loaded with :func:`load_classifier` first).
+
+    Returns one record per file: ``{"file", "label", "scores": {class: score}, "score_kind": "decision" |
+    "probability"}`` plus, for heads, ``"windows"`` (per-window ``start``, ``end``, ``label``, ``scores``) with
+    ``windows=True``. A fine-tuned network's ``(label, {class: probability})`` results are turned into the same
+    records (without windows). Unreadable files raise :class:`~soundnet_keras.errors.AudioError` naming the file.
+    """
+    if isinstance(classifier, (str, os.PathLike)):
+        classifier = load_classifier(classifier)
+    if isinstance(classifier, ClipClassifier):
+        return classifier.predict_files(paths, windows=windows, progress=progress)
+    if not hasattr(classifier, "predict_files"):
+        kind = type(classifier).__name__
+        raise ConfigError(f"classifier must be a loaded classifier or a classifier file, got {kind}")
+    items = as_items(paths, "paths")
+    records = []
+    for path, result in zip(items, classifier.predict_files(items), strict=True):
+        if isinstance(result, dict):  # already a record
+            records.append({"file": os.fspath(path), **result})
+        else:  # a fine-tuned network's (label, {class: probability})
+            label, scores = result
+            records.append(
+                {
+                    "file": os.fspath(path),
+                    "label": label,
+                    "scores": {str(c): float(s) for c, s in scores.items()},
+                    "score_kind": "probability",
+                }
+            )
+    return records
