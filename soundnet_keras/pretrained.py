@@ -225,7 +225,7 @@ def _obtain(preset: Preset, output: Path, log: Log) -> None:
 def _cached_ok(path: Path, preset: Preset, log: Log) -> bool:
     if not path.is_file():
         return False
-    from .weights import load_weights
+    from .weights import FORMAT, load_weights, save_weights
 
     try:
         weights = load_weights(path)
@@ -235,6 +235,9 @@ def _cached_ok(path: Path, preset: Preset, log: Log) -> bool:
     if weights.architecture != preset.architecture:
         log(f"cached weights {path} are {weights.architecture}, not {preset.architecture}; obtaining them again")
         return False
+    if weights.file_format != FORMAT:  # written by an earlier version: same weights, rewritten in Keras' layout
+        log(f"rewriting cached weights {path} in Keras' .weights.h5 layout")
+        save_weights(path, weights)
     return True
 
 

@@ -9,9 +9,12 @@ Two layouts exist and are converted in one place each:
 
 Loading is strict (as in timm): a missing, unused or mis-shaped parameter is an error naming it.
 
-File format (HDF5, written atomically): group ``/weights/<keras layer>/<variable>`` holds the arrays; root
-attributes ``format`` (:data:`FORMAT`), ``architecture``, ``source``, ``source_sha256`` and, when known,
-``categories_objects`` / ``categories_scenes`` (JSON lists of names).
+File format (written atomically): Keras' own ``.weights.h5`` layout, as ``keras.Model.save_weights`` writes it, so
+``build_network(arch).load_weights(path)`` (or any Keras model of the same table) reads it; our metadata sits beside
+the weights as root attributes: ``format`` (:data:`FORMAT`), ``architecture``, ``source``, ``source_sha256`` and,
+when known, ``categories_objects`` / ``categories_scenes`` (JSON lists of names). Files of the first format
+(:data:`LEGACY_FORMAT`: arrays under ``/weights/<keras layer>/<variable>``) are still read; the pretrained cache
+rewrites them in the Keras layout on first use.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ from .architecture import Conv, layer_table
 from .errors import WeightsError
 from .files import atomic_path
 
-FORMAT = "soundnet_keras.weights/1"
+FORMAT = "soundnet_keras.weights/2"
+"""Keras' ``.weights.h5`` layout plus our metadata attributes."""
+
+LEGACY_FORMAT = "soundnet_keras.weights/1"
+"""The first format: our own HDF5 layout, which Keras cannot read (read here, never written)."""
 
 TorchParams = dict[str, dict[str, np.ndarray]]
 KerasParams = dict[str, dict[str, np.ndarray]]
@@ -120,28 +127,51 @@ class WeightsFile:
     source: str = ""
     source_sha256: str = ""
     categories: dict[str, list[str]] = field(default_factory=dict)
+    file_format: str = FORMAT
+    """The format the file was read from (:data:`FORMAT`, or :data:`LEGACY_FORMAT` for a file to rewrite)."""
 
 
 def save_weights(path: str | os.PathLike, weights: WeightsFile) -> Path:
-    """Write ``weights`` to ``path`` atomically: a reader sees the old file or the complete new one, never half."""
+    """Write ``weights`` to ``path`` in Keras' layout with our metadata (see the module docstring), atomically: a
+    reader sees the old file or the complete new one, never half."""
     import h5py
+
+    from .network import build_network, set_params  # imports Keras: only when a file is written
 
     check_shapes(weights.architecture, weights.params)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["architecture"] = weights.architecture
-        f.attrs["source"] = weights.source
-        f.attrs["source_sha256"] = weights.source_sha256
-        for head, names in weights.categories.items():
-            f.attrs[f"categories_{head}"] = json.dumps(list(names))
-        group = f.create_group("weights")
-        for layer, variables in weights.params.items():
-            sub = group.create_group(layer)
-            for var, value in variables.items():
-                sub.create_dataset(var, data=np.asarray(value, dtype=np.float32))
+    model = build_network(weights.architecture)
+    set_params(model, weights.architecture, weights.params)
+    with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras insists on the .weights.h5 ending
+        model.save_weights(tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["architecture"] = weights.architecture
+            f.attrs["source"] = weights.source
+            f.attrs["source_sha256"] = weights.source_sha256
+            for head, names in weights.categories.items():
+                f.attrs[f"categories_{head}"] = json.dumps(list(names))
     return path
+
+
+def _keras_layout_params(f) -> KerasParams:
+    """Parameters of a file in Keras' layout: ``layers/<auto name>/vars`` (attribute ``name``: our layer name) holds
+    the variables in creation order (Conv1D: kernel, bias; BatchNormalization: gamma, beta, moving mean, variance)."""
+    params: KerasParams = {}
+    for group in f["layers"].values():
+        variables = group.get("vars")
+        if variables is None or not len(variables):
+            continue
+        name = str(variables.attrs.get("name", ""))
+        names = BN_VARIABLES if name.endswith("_bn") else ("kernel", "bias")
+        arrays = [np.asarray(variables[str(i)][()]) for i in range(len(variables))]
+        if len(arrays) != len(names):
+            raise WeightsError(
+                f"layer {name!r} has {len(arrays)} variables, expected {len(names)} ({', '.join(names)})"
+            )
+        params[name] = dict(zip(names, arrays, strict=True))
+    return params
 
 
 def load_weights(path: str | os.PathLike) -> WeightsFile:
@@ -154,24 +184,29 @@ def load_weights(path: str | os.PathLike) -> WeightsFile:
     try:
         with h5py.File(path, "r") as f:
             fmt = f.attrs.get("format")
-            if fmt != FORMAT:
+            if fmt not in (FORMAT, LEGACY_FORMAT):
                 raise WeightsError(
                     f"{str(path)!r} is not a soundnet_keras weights file: format attribute is {fmt!r}, expected "
                     f"{FORMAT!r} (convert Torch7 files with convert/t7_to_h5.py)"
                 )
             arch = str(f.attrs["architecture"])
-            params = {
-                layer: {var: np.asarray(ds[()]) for var, ds in group.items()} for layer, group in f["weights"].items()
-            }
+            if fmt == FORMAT:
+                params = _keras_layout_params(f)
+            else:
+                params = {
+                    layer: {var: np.asarray(ds[()]) for var, ds in group.items()}
+                    for layer, group in f["weights"].items()
+                }
             categories = {
                 key.removeprefix("categories_"): json.loads(f.attrs[key])
                 for key in f.attrs
                 if key.startswith("categories_")
             }
-            weights = WeightsFile(
-                arch, params, str(f.attrs.get("source", "")), str(f.attrs.get("source_sha256", "")), categories
-            )
+            source, source_sha256 = str(f.attrs.get("source", "")), str(f.attrs.get("source_sha256", ""))
+            weights = WeightsFile(arch, params, source, source_sha256, categories, str(fmt))
     except OSError as exc:
         raise WeightsError(f"cannot read weights file {str(path)!r}: {exc}") from None
+    except KeyError as exc:
+        raise WeightsError(f"weights file {str(path)!r} is damaged: it lacks {exc}") from None
     check_shapes(weights.architecture, weights.params)
     return weights

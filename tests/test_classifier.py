@@ -372,3 +372,37 @@ def test_classify_files_normalises_other_classifiers(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigError, match="classifier must be a loaded classifier"):
         classify_files(object(), ["x.wav"])
+
+
+# ----------------------------------------------------------------------------------------- scikit-learn conventions
+@pytest.mark.slow
+def test_scikit_learn_conventions_on_real_clips(pretrained_net, esc_dev, feature_cache: Path) -> None:
+    """What scikit-learn users rely on: is_classifier (so cross_val_score stratifies), clone, NotFittedError,
+    no predict_proba on the svm head, a transform that leaves the estimator as it was, column names."""
+    from sklearn.base import clone, is_classifier
+    from sklearn.exceptions import NotFittedError
+    from sklearn.model_selection import cross_val_score
+
+    rows = [r for r in esc_dev if r["fold"] == "1"]  # 80 real clips, 10 classes x 8, sorted by class in the CSV
+    paths, labels = [r["path"] for r in rows], [r["category"] for r in rows]
+    model = ClipClassifier(
+        head="logistic", window=None, window_features="meanmax", net=pretrained_net, cache_dir=feature_cache
+    )
+    assert is_classifier(model) and not is_classifier(SoundNetFeatures())
+    scores = cross_val_score(model, paths, labels, cv=4)  # stratified: every fold sees every class
+    assert scores.min() > 0.5, scores  # chance is 0.1; plain KFold over the sorted rows gave 0.08-0.31
+    assert clone(model).get_params()["head"] == "logistic" and clone(model).net is pretrained_net
+    with pytest.raises(NotFittedError):
+        clone(model).predict(paths[:2])
+    svm = ClipClassifier(head="svm", net=pretrained_net, cache_dir=feature_cache)
+    assert not hasattr(svm, "predict_proba") and hasattr(model, "predict_proba")
+
+    features = SoundNetFeatures(pooling="meanmax", net=pretrained_net, cache_dir=feature_cache)
+    with pytest.raises(NotFittedError):
+        features.transform(paths[:2])
+    features.fit(paths[:4])
+    state = {k: v for k, v in vars(features).items() if k != "feature_names_out_"}
+    out = features.transform(paths[:4])
+    assert {k: v for k, v in vars(features).items() if k != "feature_names_out_"} == state
+    names = features.get_feature_names_out()
+    assert out.shape == (4, 512) and len(names) == 512 and names[0] == "pool5_mean_0" and names[-1] == "pool5_max_255"

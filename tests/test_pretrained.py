@@ -76,6 +76,66 @@ def test_offline_without_cache_says_how_to_convert(tmp_path, monkeypatch):
         SoundNet.from_pretrained("soundnet8")
 
 
+@pytest.mark.network
+def test_pretrained_file_is_keras_native(pretrained_path, pretrained_net, railroad):
+    """``keras.Model.load_weights`` reads the pretrained file: a plain Keras model of the table gives the same heads."""
+    from soundnet_keras.network import build_network
+    from soundnet_keras.weights import FORMAT
+
+    assert load_weights(pretrained_path).file_format == FORMAT
+    model = build_network("soundnet8")
+    model.load_weights(pretrained_path)
+    clip = railroad[0][None, :]
+    expected = pretrained_net.keras_model.predict_on_batch(clip)
+    got = model.predict_on_batch(clip)
+    np.testing.assert_array_equal(got["scenes"], expected["scenes"])
+
+
+def test_legacy_weights_files_are_read_and_the_cache_rewrites_them(tmp_path, monkeypatch):
+    """Files of the first format (our own HDF5 layout) still load; a cached one is rewritten in Keras' layout."""
+    import h5py
+    from authors_tables import random_torch_params
+
+    from soundnet_keras.weights import FORMAT, LEGACY_FORMAT, torch_to_keras
+
+    params = torch_to_keras("soundnet8", random_torch_params("soundnet8", np.random.default_rng(0)))
+    monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path))
+    legacy = tmp_path / "soundnet8.weights.h5"
+    with h5py.File(legacy, "w") as f:  # written the way version 0.1.0 wrote it
+        f.attrs.update({"format": LEGACY_FORMAT, "architecture": "soundnet8", "source": "old", "source_sha256": ""})
+        f.attrs["categories_scenes"] = '["s0"]'
+        for layer, variables in params.items():
+            for var, value in variables.items():
+                f.create_dataset(f"weights/{layer}/{var}", data=value)
+    with pytest.raises(Exception, match="scenes categories: expected 401 names, got 1"):
+        SoundNet.from_pretrained(legacy, verbose=False)  # its (deliberately short) category list is checked
+    with h5py.File(legacy, "a") as f:
+        del f.attrs["categories_scenes"]
+    before = load_weights(legacy)
+    assert before.file_format == LEGACY_FORMAT and before.source == "old"
+    messages = []
+    assert pretrained.resolve("soundnet8", log=messages.append) == legacy
+    assert any("rewriting cached weights" in m for m in messages)
+    after = load_weights(legacy)
+    assert after.file_format == FORMAT and after.source == "old"
+    for layer, variables in before.params.items():
+        for var, value in variables.items():
+            np.testing.assert_array_equal(after.params[layer][var], value)
+
+
+def test_damaged_weights_files_name_what_is_missing(tmp_path):
+    import h5py
+
+    from soundnet_keras.errors import WeightsError
+    from soundnet_keras.weights import FORMAT
+
+    path = tmp_path / "broken.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = FORMAT
+    with pytest.raises(WeightsError, match=r"is damaged: it lacks"):
+        load_weights(path)
+
+
 def test_cache_dir_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path / "here"))
     assert pretrained.cache_dir() == tmp_path / "here"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import softmax
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..architecture import SAMPLE_RATE
 from ..errors import ConfigError, SoundNetError
@@ -32,6 +32,8 @@ from .features import (
     ClipFeatures,
     FeatureExtractor,
     Item,
+    NoProbabilitiesError,
+    NotFittedError,
     as_items,
     check_layers,
     model_identity,
@@ -64,7 +66,7 @@ def label_list(y: object, n: int) -> list[Any]:
     return [int(label) if isinstance(label, np.integer) else label for label in labels]
 
 
-class ClipClassifier(BaseEstimator):
+class ClipClassifier(ClassifierMixin, BaseEstimator):
     """A head on SoundNet features of time windows, with clip scores aggregated over the windows.
 
     Fit on labelled clips (paths or 1-D waveforms at ``sample_rate``), then :meth:`predict`, :meth:`decision_function`
@@ -176,7 +178,7 @@ class ClipClassifier(BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "head_"):
-            raise ConfigError("this ClipClassifier is not fitted yet: call fit() or ClipClassifier.load() first")
+            raise NotFittedError("this ClipClassifier is not fitted yet: call fit() or ClipClassifier.load() first")
 
     def extractor(self) -> FeatureExtractor:
         """The :class:`FeatureExtractor` of this classifier's input settings and layers."""
@@ -326,14 +328,22 @@ class ClipClassifier(BaseEstimator):
         scores = self.decision_function(X)
         return self.classes_[scores.argmax(axis=1)]
 
-    def predict_proba(self, X: Sequence[Item | ClipFeatures]) -> np.ndarray:
-        """Class probabilities per clip (logistic and perceptron heads): mean of the windows' softmax."""
-        self._check_fitted()
+    @property
+    def predict_proba(self):
+        """Class probabilities per clip (logistic and perceptron heads): mean of the windows' softmax.
+
+        The svm head has none: ``hasattr(model, "predict_proba")`` is then False, as scikit-learn expects of a
+        classifier without probabilities, and calling it raises :class:`NoProbabilitiesError` saying why.
+        """
         if self.head == "svm":
-            raise ConfigError(
+            raise NoProbabilitiesError(
                 "the svm head gives decision values, not probabilities: use decision_function(), or "
                 "train a 'logistic' or 'perceptron' head"
             )
+        return self._predict_proba
+
+    def _predict_proba(self, X: Sequence[Item | ClipFeatures]) -> np.ndarray:
+        self._check_fitted()
         return np.stack([softmax(s, axis=-1).mean(axis=0) for s in self.window_scores(X)])
 
     def score(self, X: Sequence[Item | ClipFeatures], y: Sequence[Any]) -> float:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from ..architecture import SAMPLE_RATE, InputPlan, frame_times, geometry, pad_to_length, plan_input
 from ..audio import as_clip, check_sample_rate, load_audio, resample
@@ -46,6 +47,17 @@ WINDOW_FEATURES = ("flatten", "mean", "max", "meanmax")
 POOLINGS = ("mean", "max", "meanmax")
 EXACT_GAIN = 2.0
 """Extra gain of the ``"exact"`` variant: the original scaled int32 samples by 2^-22, the network assumes 2^-23."""
+
+
+class NotFittedError(ConfigError, SklearnNotFittedError):
+    """An estimator of this package used before ``fit``: both our :class:`ConfigError` and scikit-learn's
+    ``NotFittedError``, so ``check_is_fitted``-style handling works."""
+
+
+class NoProbabilitiesError(ConfigError, AttributeError):
+    """``predict_proba`` of a head that gives decision values only: ``hasattr(model, "predict_proba")`` is False,
+    as scikit-learn expects, and calling it says why."""
+
 
 Item = str | os.PathLike | np.ndarray
 Progress = Callable[[Iterable[Any], int, str], Iterable[Any]]
@@ -416,23 +428,44 @@ class SoundNetFeatures(TransformerMixin, BaseEstimator):
         )
 
     def fit(self, X: Sequence[Item], y: object = None) -> SoundNetFeatures:
-        """Validate the settings (there is nothing to learn); returns self."""
-        self.layers_ = self.extractor().layers
-        self.n_features_out_: int | None = None
+        """Validate the settings and fix the output columns (there is nothing to learn); returns self."""
+        extractor = self.extractor()
+        self.layers_ = extractor.layers
+        self.feature_names_out_ = np.asarray(
+            [
+                f"{layer}_{statistic}_{channel}"
+                for layer in extractor.layers
+                for statistic in (("mean", "max") if self.pooling == "meanmax" else (self.pooling,))
+                for channel in range(geometry(extractor.net.arch, layer).channels)
+            ],
+            dtype=object,
+        )
+        self.n_features_out_ = len(self.feature_names_out_)
         return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "layers_"):
+            raise NotFittedError("this SoundNetFeatures is not fitted yet: call fit() first")
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """Names of the output columns: ``<layer>_<statistic>_<channel>`` (e.g. ``pool5_mean_0``), in order."""
+        self._check_fitted()
+        return self.feature_names_out_.copy()
 
     def transform_frames(self, X: Sequence[Item]) -> list[ClipFeatures]:
         """Per-clip frame-level features (:class:`ClipFeatures`) instead of pooled vectors."""
+        self._check_fitted()
         return self.extractor().extract(X, progress=self.progress)
 
     def transform(self, X: Sequence[Item]) -> np.ndarray:
-        """(n_clips, dims) float32: each layer's frames pooled over time, layers concatenated in order."""
+        """(n_clips, dims) float32: each layer's frames pooled over time, layers concatenated in order.
+
+        Reads the estimator, never changes it (``fit`` fixed the columns)."""
+        self._check_fitted()
         extractor = self.extractor()
         clips = extractor.extract(X, progress=self.progress)
         rows = [np.concatenate([pool_frames(c.layers[n], self.pooling) for n in extractor.layers]) for c in clips]
-        out = np.stack(rows).astype(np.float32, copy=False)
-        self.n_features_out_ = out.shape[1]
-        return out
+        return np.stack(rows).astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------------------- heads
