@@ -15,6 +15,7 @@ from .architecture import SAMPLE_RATE, FrameTimes, Geometry, PadMode, frame_time
 from .audio import as_batch, as_clip, check_channels, check_sample_rate, load_audio, resample
 from .errors import ConfigError, InputTooShortError
 from .network import build_network, get_params, inference_function, set_params
+from .results import ClipResult, HeadScores
 from .validation import check_positive
 from .weights import WeightsFile, load_weights, save_weights
 
@@ -45,54 +46,52 @@ class Features:
 
 
 @dataclass
-class Prediction:
-    """Object (ImageNet, 1000) and scene (Places2, 401) probabilities per output frame of one clip.
+class Prediction(ClipResult):
+    """SoundNet's own heads on one clip: a :class:`~soundnet_keras.results.ClipResult` with heads ``objects``
+    (ImageNet, 1000) and ``scenes`` (Places2, 401), softmax probabilities per output frame.
 
-    ``input_samples``/``num_samples``/``padded``/``padded_frames`` as in :class:`Features`: a clip shorter than
-    10.98 s is repeated to the 20-s training crop, a longer one whose last frame would read the end padding gets up
-    to 1.49 s of its start appended (``pad="repeat"``, the default; see
-    :func:`~soundnet_keras.architecture.plan_input`).
+    ``input_samples`` is the clip's length and ``num_samples`` the length the network was fed (22,050 Hz): a clip
+    shorter than 10.98 s is repeated to the 20-s training crop, a longer one whose last frame would read the end
+    padding gets up to 1.49 s of its start appended (``pad="repeat"``, the default; see
+    :func:`~soundnet_keras.architecture.plan_input`); ``padded_to_s`` and ``padded_frames`` say so.
     """
 
-    objects: np.ndarray
-    scenes: np.ndarray
-    object_names: list[str]
-    scene_names: list[str]
-    times: FrameTimes
-    num_samples: int
-    padded: bool = False
+    num_samples: int = 0
     input_samples: int = 0
-    padded_frames: np.ndarray | None = None
 
     @property
-    def padded_to_s(self) -> float | None:
-        """Seconds the clip was padded to, or None when nothing was appended."""
-        return self.num_samples / SAMPLE_RATE if self.padded else None
+    def objects(self) -> np.ndarray:
+        """Object probabilities, (frames, 1000)."""
+        return self.heads["objects"].values
+
+    @property
+    def scenes(self) -> np.ndarray:
+        """Scene probabilities, (frames, 401)."""
+        return self.heads["scenes"].values
+
+    @property
+    def object_names(self) -> list[str]:
+        return list(self.heads["objects"].labels)
+
+    @property
+    def scene_names(self) -> list[str]:
+        return list(self.heads["scenes"].labels)
 
     def probabilities(self, head: str = "scenes", frame: int | None = None) -> np.ndarray:
         """Probabilities of ``head`` for one frame, or averaged over all frames when ``frame`` is None."""
-        if head not in ("objects", "scenes"):
-            raise ConfigError(f"head must be 'objects' or 'scenes', got {head!r}")
-        probs = self.objects if head == "objects" else self.scenes
-        if frame is None:
-            return probs.mean(axis=-2)
-        if not -probs.shape[-2] <= frame < probs.shape[-2]:
-            raise ConfigError(f"frame {frame} out of range: this prediction has {probs.shape[-2]} frames")
-        return probs[..., frame, :]
+        return self.head(head).scores(frame)
 
     def top(self, head: str = "scenes", k: int = 5, frame: int | None = None) -> list[tuple[str, float]]:
         """The ``k`` most probable names of ``head`` with their probabilities (clip mean, or one frame)."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"k must be a positive integer, got {k!r}")
-        probs = self.probabilities(head, frame)
-        if probs.ndim != 1:
-            raise ConfigError("top() works on one clip; index a batched prediction's arrays directly")
-        names = self.object_names if head == "objects" else self.scene_names
-        order = np.argsort(-probs, kind="stable")[:k]
-        return [(names[i], float(probs[i])) for i in order]
+        return self.head(head).top(k, frame)
 
 
 DEFAULT_CHUNK_SECONDS = 120.0
+
+
+def _source(item: object) -> str:
+    """What a result says it came from: the file path, or empty for an array."""
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else ""
 
 
 class SoundNet:
@@ -437,21 +436,25 @@ class SoundNet:
         pad = arch_mod.check_pad(pad)
         names = ("objects", "scenes")
         if is_list:
-            return [self._prediction(out) for out in self._run_many(audio, names, pad, batch_size)]
-        return self._prediction(self._run(audio, names, pad))
+            sources = [_source(item) for item in waveform]  # type: ignore[union-attr]
+            runs = self._run_many(audio, names, pad, batch_size)
+            return [self._prediction(out, source) for out, source in zip(runs, sources, strict=True)]
+        return self._prediction(self._run(audio, names, pad), _source(waveform))
 
-    def _prediction(self, heads: dict[str, Features]) -> Prediction:
-        objects, scenes = heads["objects"], heads["scenes"]
+    def _prediction(self, heads: dict[str, Features], source: str = "") -> Prediction:
+        objects = heads["objects"]
         return Prediction(
-            softmax(objects.values.astype(np.float64), axis=-1),
-            softmax(scenes.values.astype(np.float64), axis=-1),
-            self.categories["objects"],
-            self.categories["scenes"],
+            {
+                name: HeadScores(softmax(heads[name].values.astype(np.float64), axis=-1), self.categories[name])
+                for name in ("objects", "scenes")
+            },
             objects.times,
-            objects.num_samples,
-            objects.padded,
-            objects.input_samples,
+            objects.input_samples / SAMPLE_RATE,
+            source,
+            objects.padded_to_s,
             objects.padded_frames,
+            num_samples=objects.num_samples,
+            input_samples=objects.input_samples,
         )
 
     def __repr__(self) -> str:

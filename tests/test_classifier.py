@@ -274,15 +274,18 @@ def test_classifier_on_real_files_round_trip(pretrained_net, small_split, featur
     assert model.score(test_x, test_y) >= 0.75
     path = model.save(tmp_path / "real.head.h5")
     loaded = load_classifier(path, net=pretrained_net, cache_dir=feature_cache)
-    records = classify_files(loaded, test_x[:3], windows=True)
-    again = model.predict_files(test_x[:3], windows=True)
-    assert records == again
-    record = records[0]
-    assert record["file"] == test_x[0] and record["score_kind"] == "probability"
-    assert set(record["scores"]) == set(train_y) and math.isclose(sum(record["scores"].values()), 1.0)
-    assert record["label"] == max(record["scores"], key=record["scores"].get)
-    assert len(record["windows"]) == 25
-    assert 0.0 <= record["windows"][0]["start"] < record["windows"][0]["end"] <= 10.0
+    results = classify_files(loaded, test_x[:3])
+    again = model.predict_files(test_x[:3])
+    for result, other in zip(results, again, strict=True):
+        np.testing.assert_array_equal(result.head("classes").values, other.head("classes").values)
+        assert result.source == other.source and result.label() == other.label()
+    result = results[0]
+    head = result.head("classes")
+    assert result.source == test_x[0] and head.kind == "probability" and list(head.labels) == sorted(set(train_y))
+    assert math.isclose(float(head.scores().sum()), 1.0) and result.label() == head.top(1)[0][0]
+    np.testing.assert_allclose(head.scores(), model.predict_proba(test_x[:1])[0], rtol=1e-6)
+    assert result.frames == 25 and head.values.shape == (25, 4)  # one frame per 1-s window of the 10-s clip
+    assert 0.0 <= result.times.start[0] < result.times.end[0] <= 10.0 and result.duration == 10.0
 
 
 def test_cross_val_accuracy_on_real_clips(pretrained_net, small_split, feature_cache: Path) -> None:
@@ -359,19 +362,12 @@ def test_train_head_cli_errors(pretrained_path, small_split, tmp_path, capsys) -
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_classify_files_normalises_other_classifiers(tmp_path: Path) -> None:
-    class FineTunedLike:  # the fine-tuned network's interface: (label, {class: probability}) per file
-        classes = ("a", "b")
-
-        def predict_files(self, paths):
-            return [("b", {"a": 0.25, "b": 0.75}) for _ in paths]
-
-    records = classify_files(FineTunedLike(), [tmp_path / "x.wav"])
-    assert records == [
-        {"file": str(tmp_path / "x.wav"), "label": "b", "scores": {"a": 0.25, "b": 0.75}, "score_kind": "probability"}
-    ]
+def test_classify_files_refuses_what_is_not_a_classifier(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="classifier must be a loaded classifier"):
         classify_files(object(), ["x.wav"])
+    with pytest.raises(ConfigError, match="not a classifier file"):
+        (tmp_path / "x.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"0" * 100)
+        classify_files(tmp_path / "x.h5", ["x.wav"])
 
 
 # ----------------------------------------------------------------------------------------- scikit-learn conventions

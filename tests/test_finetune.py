@@ -39,16 +39,18 @@ def test_export_load_predict_round_trip(esc10_result) -> None:
     assert loaded.classes == clips.classes
     files = [clips.paths[i] for i in val_idx[:3]]
     predictions = loaded.predict_files(files)
-    for file, (label, scores) in zip(files, predictions, strict=True):
-        assert set(scores) == set(clips.classes) and abs(sum(scores.values()) - 1) < 1e-5
-        assert label == max(scores, key=scores.get)
+    for file, prediction in zip(files, predictions, strict=True):
+        head = prediction.head("classes")
+        assert list(head.labels) == clips.classes and abs(float(head.scores().sum()) - 1) < 1e-5
+        assert prediction.frames == 1 and prediction.source == str(file) and not prediction.padded
+        assert prediction.label() == head.top(1)[0][0]
         waveform, rate = load_audio(file, target_rate=None)
         original = result.classifier.predict_waveform(waveform, rate)
-        assert original[0] == label
-        np.testing.assert_allclose(list(original[1].values()), list(scores.values()), atol=1e-5)
-    # a clip shorter than pool5's minimum is repeated up to it
-    short_label, _ = loaded.predict_waveform(np.zeros(1000, np.float32), 22050)
-    assert short_label in clips.classes
+        assert original.label() == prediction.label()
+        np.testing.assert_allclose(original.head("classes").values, head.values, atol=1e-5)
+    # a clip shorter than pool5's minimum is repeated up to it, and says so
+    short = loaded.predict_waveform(np.zeros(1000, np.float32), 22050)
+    assert short.label() in clips.classes and short.padded and short.padded_frames.tolist() == [True]
 
 
 def test_load_finetuned_rejects_other_files(tmp_path: Path) -> None:

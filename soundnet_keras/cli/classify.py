@@ -16,10 +16,9 @@ its start appended, and the output says so (``--no-pad`` appends nothing, refuse
 files run in chunks with bounded memory. A file that cannot be used is reported on one ``error:`` line and
 skipped; the exit status is 1 if any file failed.
 
-The per-file work is one swappable function: :class:`Classifier` turns a batch of decoded clips into
-:class:`ClipResult` objects whose ``heads`` map a head name to per-frame probabilities and label names, and every
-output format (text, JSON, CSV, plot) reads only that. A trained classifier head can provide another
-:class:`Classifier` (see :func:`make_classifier`).
+The CLI only parses and formats: :class:`Classifier` hands decoded clips to :meth:`SoundNet.predict` and
+:class:`HeadClassifier` to a trained classifier's ``predict_files``; both give the package's one result type,
+:class:`~soundnet_keras.results.ClipResult`, and every output format (text, JSON, CSV, plot) reads only that.
 """
 
 from __future__ import annotations
@@ -30,16 +29,14 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from ..architecture import HEAD_NAMES, SAMPLE_RATE, PadMode, plan_input, reliable_min_samples
 from ..audio import CHANNEL_MODES, Decoded, decode_files, example_clip
 from ..errors import InputTooShortError, SoundNetError
 from ..files import write_text_atomic
+from ..results import ClipResult
 from .common import (
     EXIT_FILE_FAILED,
     EXIT_OK,
@@ -56,54 +53,6 @@ if TYPE_CHECKING:  # the model module imports TensorFlow, which load_model start
     from ..model import Prediction
 
 HEAD_ORDER = ("scenes", "objects")
-
-
-@dataclass
-class HeadOutput:
-    """Per-frame scores (frames, classes) of one head, and its class names.
-
-    ``kind`` is ``"probability"`` (softmax outputs) or ``"decision"`` (an SVM head's decision values);
-    ``clip_scores`` are the clip's own aggregated scores where the classifier defines them (otherwise the mean over
-    frames is the clip's score).
-    """
-
-    probabilities: np.ndarray
-    labels: Sequence[str]
-    kind: str = "probability"
-    clip_scores: np.ndarray | None = None
-
-    def top(self, k: int, frame: int | None = None) -> list[tuple[str, float]]:
-        """The ``k`` highest-scoring labels, for the clip or one frame."""
-        if frame is None:
-            probs = self.probabilities.mean(axis=0) if self.clip_scores is None else self.clip_scores
-        else:
-            probs = self.probabilities[frame]
-        order = np.argsort(-probs, kind="stable")[:k]
-        return [(self.labels[i], float(probs[i])) for i in order]
-
-
-@dataclass
-class ClipResult:
-    """What the classifier found in one file: per-head outputs and frame times (seconds, in the original clip)."""
-
-    path: Path
-    duration: float
-    heads: dict[str, HeadOutput]
-    start: np.ndarray
-    end: np.ndarray
-    padded_to: float | None = None
-    """Seconds the network input was padded to (the clip repeated or extended); None when nothing was appended."""
-    notes: list[str] = field(default_factory=list)
-    padded_frames: np.ndarray | None = None
-    """Per frame: whether it read audio the padding appended (None: no such information, e.g. a trained head)."""
-
-    @property
-    def frames(self) -> int:
-        return len(self.start)
-
-    def frame_padded(self, frame: int) -> bool:
-        """Whether output frame ``frame`` read audio that the padding appended (repeated or extended)."""
-        return bool(self.padded_frames is not None and self.padded_frames[frame])
 
 
 class Classifier:
@@ -146,29 +95,23 @@ class Classifier:
 
     def _result(self, item: Decoded, prediction: Prediction) -> ClipResult:
         duration = item.duration
-        heads = {
-            "scenes": HeadOutput(prediction.scenes, prediction.scene_names),
-            "objects": HeadOutput(prediction.objects, prediction.object_names),
-        }
-        notes = []
+        prediction.source = str(item.path)
+        notes = prediction.notes
         padded_to = prediction.padded_to_s
         reliable_s = reliable_min_samples(self.net.arch) / SAMPLE_RATE
-        start, end = prediction.times.start, prediction.times.end
         if padded_to is not None and duration < reliable_s:
             notes.append(
                 f"clip is {duration:.2f} s, shorter than the {reliable_s:.2f} s one reliable frame needs: repeated "
                 f"circularly to {padded_to:.2f} s, the length the network was trained on (--no-pad refuses it); "
                 "frame times are on that loop"
             )
-        else:
-            if padded_to is not None:
-                notes.append(
-                    f"the clip's first {padded_to - duration:.2f} s were appended at its end, so that its last frame "
-                    "hears audio instead of the zero padding the network was not trained on (--no-pad: drop that "
-                    "frame instead)"
-                )
-            start, end = np.minimum(start, duration), np.minimum(end, duration)
-        return ClipResult(item.path, duration, heads, start, end, padded_to, notes, prediction.padded_frames)
+        elif padded_to is not None:
+            notes.append(
+                f"the clip's first {padded_to - duration:.2f} s were appended at its end, so that its last frame "
+                "hears audio instead of the zero padding the network was not trained on (--no-pad: drop that "
+                "frame instead)"
+            )
+        return prediction
 
 
 class HeadClassifier:
@@ -178,9 +121,8 @@ class HeadClassifier:
     a head reports one frame per time window, with the clip score aggregated as the head was trained to.
     """
 
-    def __init__(self, classifier, name: str) -> None:
+    def __init__(self, classifier) -> None:
         self.classifier = classifier
-        self.name = name
         self.score_kind = "probability"
 
     def classify(self, items: Sequence[Decoded]) -> list[ClipResult | SoundNetError]:
@@ -189,23 +131,13 @@ class HeadClassifier:
         results: list[ClipResult | SoundNetError] = []
         for item in items:
             try:
-                record = classify_files(self.classifier, [item.path], windows=True)[0]
+                result = classify_files(self.classifier, [item.path])[0]
             except SoundNetError as exc:
                 results.append(exc)
                 continue
-            results.append(self._result(item, record))
+            self.score_kind = result.head("classes").kind
+            results.append(result)
         return results
-
-    def _result(self, item: Decoded, record: dict) -> ClipResult:
-        classes = [str(c) for c in self.classifier.classes]
-        self.score_kind = record.get("score_kind", "probability")
-        clip = np.array([record["scores"][c] for c in classes], dtype=np.float64)
-        windows = record.get("windows") or [{"start": 0.0, "end": item.duration, "scores": record["scores"]}]
-        per_window = np.array([[w["scores"][c] for c in classes] for w in windows], dtype=np.float64)
-        start = np.minimum([w["start"] for w in windows], item.duration)
-        end = np.minimum([w["end"] for w in windows], item.duration)
-        head = HeadOutput(per_window, classes, self.score_kind, clip)
-        return ClipResult(item.path, item.duration, {self.name: head}, np.asarray(start), np.asarray(end))
 
 
 def make_classifier(args: argparse.Namespace) -> Classifier | HeadClassifier:
@@ -222,7 +154,7 @@ def make_classifier(args: argparse.Namespace) -> Classifier | HeadClassifier:
         options = {}
         if args.weights is not None and read_format(args.head) == FORMAT:
             options["weights"] = args.weights  # else the network named in the head file
-        return HeadClassifier(load_classifier(args.head, **options), "classes")
+        return HeadClassifier(load_classifier(args.head, **options))
     net = load_model(args.weights or "soundnet8", verbose=not args.quiet)
     if args.chunk_seconds is not None:
         net.chunk_seconds = args.chunk_seconds
@@ -237,7 +169,7 @@ def _fmt_top(pairs: Iterable[tuple[str, float]]) -> str:
 def format_text(result: ClipResult, top_k: int, frames: bool) -> str:
     """Human-readable report of one file."""
     plural = "s" if result.frames != 1 else ""
-    lines = [f"{result.path}: {result.duration:.2f} s, {result.frames} frame{plural}"]
+    lines = [f"{result.source}: {result.duration:.2f} s, {result.frames} frame{plural}"]
     lines += [f"  note: {note}" for note in result.notes]
     width = max(len(h) for h in result.heads) + 1
     for head in _heads(result):
@@ -245,7 +177,7 @@ def format_text(result: ClipResult, top_k: int, frames: bool) -> str:
     if frames:
         for i in range(result.frames):
             marker = "  (hears repeated audio)" if result.frame_padded(i) else ""
-            lines.append(f"  frame {i}  {result.start[i]:.2f}-{result.end[i]:.2f} s{marker}")
+            lines.append(f"  frame {i}  {result.times.start[i]:.2f}-{result.times.end[i]:.2f} s{marker}")
             for head in _heads(result):
                 lines.append(f"    {head + ':':<{width}} {_fmt_top(result.heads[head].top(top_k, i))}")
     return "\n".join(lines)
@@ -262,21 +194,21 @@ def _top_records(pairs: Iterable[tuple[str, float]], kind: str = "probability") 
 def json_record(result: ClipResult, top_k: int, frames: bool) -> dict[str, object]:
     """One file's JSON record: clip-level top-k per head and, with ``frames``, one record per frame."""
     record: dict[str, object] = {
-        "file": str(result.path),
+        "file": result.source,
         "duration_s": round(result.duration, 4),
-        "padded": result.padded_to is not None,
+        "padded": result.padded,
         "frames": result.frames,
     }
-    if result.padded_to is not None:
-        record["padded_to_s"] = round(result.padded_to, 4)
+    if result.padded:
+        record["padded_to_s"] = round(result.padded_to_s, 4)
     for head in _heads(result):
         record[head] = _top_records(result.heads[head].top(top_k), result.heads[head].kind)
     if frames:
         record["frame_results"] = [
             {
                 "frame": i,
-                "start_s": round(float(result.start[i]), 4),
-                "end_s": round(float(result.end[i]), 4),
+                "start_s": round(float(result.times.start[i]), 4),
+                "end_s": round(float(result.times.end[i]), 4),
                 "padded": result.frame_padded(i),
                 **{h: _top_records(result.heads[h].top(top_k, i), result.heads[h].kind) for h in _heads(result)},
             }
@@ -297,17 +229,16 @@ def csv_rows(result: ClipResult, top_k: int, frames: bool) -> list[list[object]]
     """One row per file, frame (``all`` for the whole clip), head and rank; ``padded`` is 1 where the clip (or that
     frame) was fed audio the padding appended."""
     rows: list[list[object]] = []
-    spans: list[tuple[object, float, float, int | None, bool]] = [
-        ("all", 0.0, result.duration, None, result.padded_to is not None)
-    ]
+    spans: list[tuple[object, float, float, int | None, bool]] = [("all", 0.0, result.duration, None, result.padded)]
     if frames:
         spans += [
-            (i, float(result.start[i]), float(result.end[i]), i, result.frame_padded(i)) for i in range(result.frames)
+            (i, float(result.times.start[i]), float(result.times.end[i]), i, result.frame_padded(i))
+            for i in range(result.frames)
         ]
     for label, start, end, frame, padded in spans:
         for head in _heads(result):
             for rank, (name, prob) in enumerate(result.heads[head].top(top_k, frame), 1):
-                row = [str(result.path), label, f"{start:.4f}", f"{end:.4f}", head, rank, name, f"{prob:.6f}"]
+                row = [result.source, label, f"{start:.4f}", f"{end:.4f}", head, rank, name, f"{prob:.6f}"]
                 rows.append([*row, int(padded)])
     return rows
 
@@ -319,21 +250,21 @@ def plot_timeline(result: ClipResult, path: Path, top_k: int) -> Path:
     heads = _heads(result)
     fig = Figure(figsize=(10, 2.6 * len(heads)), layout="constrained")
     axes = fig.subplots(len(heads), 1, squeeze=False)[:, 0]
-    centres = (result.start + result.end) / 2
+    centres = result.times.center
     for ax, head in zip(axes, heads, strict=True):
         output = result.heads[head]
         for name, _ in output.top(min(top_k, 5)):
-            probs = output.probabilities[:, list(output.labels).index(name)]
+            probs = output.values[:, list(output.labels).index(name)]
             ax.plot(centres, probs, marker="o", label=name)
         ax.set_ylabel(f"p({head})" if output.kind == "probability" else f"{head} ({output.kind})")
-        ax.set_xlim(0, max(result.duration, float(result.end.max(initial=0.0))))
+        ax.set_xlim(0, max(result.duration, float(result.times.end.max(initial=0.0))))
         if output.kind == "probability":
             ax.set_ylim(bottom=0)
         ax.legend(loc="upper right", fontsize="small")
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("time (s), frame centres")
-    note = " (padded with repeated audio, see the report's note)" if result.padded_to is not None else ""
-    axes[0].set_title(f"{result.path.name}{note}")
+    note = " (padded with repeated audio, see the report's note)" if result.padded else ""
+    axes[0].set_title(f"{Path(result.source).name}{note}")
     fig.savefig(path)
     return path
 

@@ -35,6 +35,7 @@ from ..audio import as_clip, check_sample_rate, load_audio, resample
 from ..errors import ConfigError, WeightsError
 from ..files import atomic_path
 from ..labelled import LabelledFiles, read_class_folders, read_labelled_csv
+from ..results import ClipResult, HeadScores, frame_times_from_spans
 from ..validation import check_positive
 
 FINETUNED_FORMAT = "soundnet_keras.finetuned/1"
@@ -249,7 +250,9 @@ def finetune(
     train_acc = float(history.history["accuracy"][-1])
     val_acc = None
     if len(val_idx):
-        predicted = [classifier.classes.index(classifier.predict_waveform(audio[i], SAMPLE_RATE)[0]) for i in val_idx]
+        predicted = [
+            classifier.classes.index(classifier.predict_waveform(audio[i], SAMPLE_RATE).label()) for i in val_idx
+        ]
         val_acc = float(np.mean(np.asarray(predicted) == labels[np.asarray(val_idx)]))
         say(f"held-out accuracy {val_acc:.3f} on {len(val_idx)} clips ({len(clips.classes)} classes)")
     return FinetuneResult(classifier, val_acc, train_acc, dict(history.history))
@@ -321,24 +324,29 @@ class FinetunedClassifier:
             self._run = run
         return np.asarray(self._run(audio[None].astype(np.float32)))[0].astype(np.float64)
 
-    def predict_waveform(self, waveform: object, sample_rate: int = SAMPLE_RATE) -> tuple[str, dict[str, float]]:
-        """(label, {class: probability}) for one clip (float in [-1, 1] or integer samples, any rate; (samples,) or
-        (samples, channels), mixed — the layout rule of :func:`~soundnet_keras.audio.as_clip`)."""
-        audio = as_clip(waveform)
-        audio = resample(audio, check_sample_rate(sample_rate))
-        audio = pad_to_length(audio, self.min_samples, "repeat")
-        probs = self._probabilities(audio)
-        scores = {name: float(p) for name, p in zip(self.classes, probs, strict=True)}
-        return self.classes[int(np.argmax(probs))], scores
+    def predict_waveform(self, waveform: object, sample_rate: int = SAMPLE_RATE, *, source: str = "") -> ClipResult:
+        """Class probabilities of one clip (float in [-1, 1] or integer samples, any rate; (samples,) or (samples,
+        channels), mixed — the layout rule of :func:`~soundnet_keras.audio.as_clip`): a
+        :class:`~soundnet_keras.results.ClipResult` with head ``classes`` and one frame, the whole clip
+        (``result.label()`` is the best class)."""
+        audio = resample(as_clip(waveform), check_sample_rate(sample_rate))
+        duration = audio.size / SAMPLE_RATE
+        padded = pad_to_length(audio, self.min_samples, "repeat")
+        probs = self._probabilities(padded)[None]
+        padded_to = padded.size / SAMPLE_RATE if padded.size > audio.size else None
+        flags = None if padded_to is None else np.ones(1, bool)
+        times = frame_times_from_spans([0.0], [duration])
+        return ClipResult({"classes": HeadScores(probs, self.classes)}, times, duration, source, padded_to, flags)
 
     def predict_files(
-        self, paths: Sequence[str | os.PathLike], *, channels: str = "mix"
-    ) -> list[tuple[str, dict[str, float]]]:
-        """(label, {class: probability}) per audio file, in order; unreadable files raise ``AudioError``."""
+        self, paths: Sequence[str | os.PathLike], *, channels: str = "mix", progress: bool = False
+    ) -> list[ClipResult]:
+        """One :class:`~soundnet_keras.results.ClipResult` per audio file, in order (see :meth:`predict_waveform`);
+        unreadable files raise ``AudioError``."""
         results = []
         for path in paths:
             waveform, rate = load_audio(path, channels=channels)
-            results.append(self.predict_waveform(waveform, rate))
+            results.append(self.predict_waveform(waveform, rate, source=os.fspath(path)))
         return results
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -22,9 +22,10 @@ import numpy as np
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ..architecture import SAMPLE_RATE
+from ..architecture import SAMPLE_RATE, FrameTimes
 from ..errors import ConfigError, SoundNetError
 from ..files import atomic_path
+from ..results import ClipResult, HeadScores, frame_times_from_spans
 from ..validation import check_choice, check_positive
 from .features import (
     VARIANTS,
@@ -352,15 +353,15 @@ class ClipClassifier(ClassifierMixin, BaseEstimator):
         predicted = self.predict(X)
         return float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
 
-    def predict_files(
-        self, paths: Sequence[str | os.PathLike], *, windows: bool = False, progress: bool = False
-    ) -> list[dict[str, Any]]:
-        """One record per file: ``file``, ``label``, ``scores`` (class -> score), ``score_kind`` and, with
-        ``windows=True``, ``windows`` (``start``/``end`` seconds of the audio fed, ``label``, ``scores``)."""
+    def predict_files(self, paths: Sequence[Item], *, progress: bool = False) -> list[ClipResult]:
+        """One :class:`~soundnet_keras.results.ClipResult` per clip: head ``classes`` with one frame per window
+        (window scores: probabilities for the logistic and perceptron heads, decision values for the svm) and the
+        clip's aggregated scores, window times in seconds of the audio fed, ``source`` the file."""
         self._check_fitted()
         items = as_items(paths, "paths")
         probabilistic = self.head != "svm"
-        records = []
+        labels = [str(c) for c in self.classes_]
+        results = []
         extractor = self.extractor()
         for index, item in enumerate(progress_bar(items, len(items), "classify") if progress else items):
             clip = extractor.extract_one(item, index)
@@ -368,35 +369,22 @@ class ClipClassifier(ClassifierMixin, BaseEstimator):
             self._check_dims(rows)
             window_scores = self.head_.scores(rows)
             clip_scores = self._aggregate(window_scores, np.array([len(rows)]))[0]
-            shown = softmax(window_scores, axis=-1).mean(axis=0) if probabilistic else clip_scores
-            record: dict[str, Any] = {
-                "file": os.fspath(item) if isinstance(item, (str, os.PathLike)) else clip.source,
-                "label": self.classes_[int(clip_scores.argmax())],
-                "scores": {str(c): float(s) for c, s in zip(self.classes_, shown, strict=True)},
-                "score_kind": "probability" if probabilistic else "decision",
-            }
-            if windows:
-                record["windows"] = self._window_records(clip, window_scores, probabilistic)
-            records.append(record)
-        return records
+            shown = softmax(window_scores, axis=-1) if probabilistic else window_scores
+            head = HeadScores(
+                shown, labels, "probability" if probabilistic else "decision",
+                shown.mean(axis=0) if probabilistic else clip_scores,
+            )  # fmt: skip
+            source = os.fspath(item) if isinstance(item, (str, os.PathLike)) else clip.source
+            results.append(ClipResult({"classes": head}, self._window_times(clip, len(rows)), clip.seconds, source))
+        return results
 
-    def _window_records(self, clip: ClipFeatures, scores: np.ndarray, probabilistic: bool) -> list[dict[str, Any]]:
-        layer = self.layers_[0]
-        start, end = clip.frame_times(self.arch_, layer)
+    def _window_times(self, clip: ClipFeatures, windows: int) -> FrameTimes:
+        """Start and end (seconds of the audio fed) of each window: its first frame's start, its last frame's end."""
+        start, end = clip.frame_times(self.arch_, self.layers_[0])
         width = self.window_frames_ or len(start)
-        shown = softmax(scores, axis=-1) if probabilistic else scores
-        out = []
-        for i, row in enumerate(shown):
-            last = min(i + width - 1, len(end) - 1)
-            out.append(
-                {
-                    "start": float(start[min(i, len(start) - 1)]),
-                    "end": float(end[last]),
-                    "label": self.classes_[int(scores[i].argmax())],
-                    "scores": {str(c): float(s) for c, s in zip(self.classes_, row, strict=True)},
-                }
-            )
-        return out
+        first = np.minimum(np.arange(windows), len(start) - 1)
+        last = np.minimum(np.arange(windows) + width - 1, len(end) - 1)
+        return frame_times_from_spans(start[first], end[last])
 
     # ------------------------------------------------------------------------------------------- save / load
     _SAVED_PARAMS = (

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..results import ClipResult
 from .clip_classifier import FINETUNED_FORMAT, FORMAT, ClipClassifier
 from .features import as_items
 
@@ -50,36 +51,14 @@ def load_classifier(path: str | os.PathLike, **kwargs: Any) -> Any:
     )
 
 
-def classify_files(
-    classifier: Any, paths: Sequence[str | os.PathLike], *, windows: bool = False, progress: bool = False
-) -> list[dict[str, Any]]:
-    """Classify audio files with a loaded classifier (a path is loaded with :func:`load_classifier` first).
-
-    Returns one record per file: ``{"file", "label", "scores": {class: score}, "score_kind": "decision" |
-    "probability"}`` plus, for heads, ``"windows"`` (per-window ``start``, ``end``, ``label``, ``scores``) with
-    ``windows=True``. A fine-tuned network's ``(label, {class: probability})`` results are turned into the same
-    records (without windows). Unreadable files raise :class:`~soundnet_keras.errors.AudioError` naming the file.
-    """
+def classify_files(classifier: Any, paths: Sequence[str | os.PathLike], *, progress: bool = False) -> list[ClipResult]:
+    """Classify audio files with a loaded classifier (a path is loaded with :func:`load_classifier` first): one
+    :class:`~soundnet_keras.results.ClipResult` per file, head ``classes`` (a head's windows as frames; a
+    fine-tuned network's clip as one frame). Unreadable files raise :class:`~soundnet_keras.errors.AudioError`
+    naming the file."""
     if isinstance(classifier, (str, os.PathLike)):
         classifier = load_classifier(classifier)
-    if isinstance(classifier, ClipClassifier):
-        return classifier.predict_files(paths, windows=windows, progress=progress)
     if not hasattr(classifier, "predict_files"):
         kind = type(classifier).__name__
         raise ConfigError(f"classifier must be a loaded classifier or a classifier file, got {kind}")
-    items = as_items(paths, "paths")
-    records = []
-    for path, result in zip(items, classifier.predict_files(items), strict=True):
-        if isinstance(result, dict):  # already a record
-            records.append({"file": os.fspath(path), **result})
-        else:  # a fine-tuned network's (label, {class: probability})
-            label, scores = result
-            records.append(
-                {
-                    "file": os.fspath(path),
-                    "label": label,
-                    "scores": {str(c): float(s) for c, s in scores.items()},
-                    "score_kind": "probability",
-                }
-            )
-    return records
+    return classifier.predict_files(as_items(paths, "paths"), progress=progress)
