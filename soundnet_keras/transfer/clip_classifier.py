@@ -37,6 +37,7 @@ from .features import (
     NotFittedError,
     as_items,
     check_layers,
+    extractor_for,
     model_identity,
     pool_frames,
     progress_bar,
@@ -191,16 +192,7 @@ class ClipClassifier(ClassifierMixin, BaseEstimator):
                 f"this head was trained on features of other network weights (identity {expected[:12]}...) than "
                 f"{net!r} ({model_identity(net)[:12]}...); pass the same weights"
             )
-        return FeatureExtractor(
-            net,
-            layers,
-            variant=self.variant,
-            duration=self.duration,
-            channels=self.channels,
-            sample_rate=self.sample_rate,
-            cache=self.cache,
-            cache_dir=self.cache_dir,
-        )
+        return extractor_for(self, net, layers)
 
     def features(self, X: Sequence[Item | ClipFeatures], *, desc: str = "features") -> list[ClipFeatures]:
         """Extract (or pass through) the features of clips ``X`` for this classifier."""

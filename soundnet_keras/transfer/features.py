@@ -314,6 +314,22 @@ class FeatureExtractor:
         return [self.extract_one(item, index, identity=identity) for index, item in iterator]
 
 
+def extractor_for(estimator: Any, net: Any, layers: str | Sequence[str]) -> FeatureExtractor:
+    """The :class:`FeatureExtractor` of an estimator's input settings (``variant``, ``duration``, ``channels``,
+    ``sample_rate``, ``cache``, ``cache_dir``: the parameters :class:`SoundNetFeatures` and
+    :class:`~soundnet_keras.transfer.ClipClassifier` share) for ``net`` and ``layers``."""
+    return FeatureExtractor(
+        net,
+        layers,
+        variant=estimator.variant,
+        duration=estimator.duration,
+        channels=estimator.channels,
+        sample_rate=estimator.sample_rate,
+        cache=estimator.cache,
+        cache_dir=estimator.cache_dir,
+    )
+
+
 def as_items(items: object, what: str = "X") -> list[Any]:
     """Check that ``items`` is a sequence of clips (paths, 1-D waveforms or ClipFeatures) and return it as a list."""
     if isinstance(items, (str, os.PathLike)):
@@ -416,16 +432,7 @@ class SoundNetFeatures(TransformerMixin, BaseEstimator):
     def extractor(self) -> FeatureExtractor:
         """The :class:`FeatureExtractor` these settings describe (validates them)."""
         check_choice(self.pooling, POOLINGS, "pooling")
-        return FeatureExtractor(
-            resolve_net(self.net, self.weights),
-            self.layer,
-            variant=self.variant,
-            duration=self.duration,
-            channels=self.channels,
-            sample_rate=self.sample_rate,
-            cache=self.cache,
-            cache_dir=self.cache_dir,
-        )
+        return extractor_for(self, resolve_net(self.net, self.weights), self.layer)
 
     def fit(self, X: Sequence[Item], y: object = None) -> SoundNetFeatures:
         """Validate the settings and fix the output columns (there is nothing to learn); returns self."""
