@@ -18,7 +18,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_LAZY = {"SoundNet": "model", "Features": "model", "Prediction": "model"}
+_LAZY = {"SoundNet": "model", "Features": "results", "Prediction": "model"}
 
 
 def __getattr__(name: str):

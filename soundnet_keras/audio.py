@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .architecture import SAMPLE_RATE
-from .errors import AudioError, SoundNetError
+from .errors import AudioError, ConfigError, SoundNetError
 
 FLOAT_RANGE_LIMIT = 4.0
 """A float waveform whose peak exceeds this is rejected as not being in [-1, 1] (integer samples passed as float)."""
@@ -139,6 +139,44 @@ def as_batch(waveform: object, *, name: str = "waveform") -> np.ndarray:
             f"{array.shape} (pass a single clip with batch=False)"
         )
     return array
+
+
+def read_inputs(
+    waveform: object, sample_rate: object = None, channels: str = "mix", batch: bool = False
+) -> tuple[list[np.ndarray] | np.ndarray, bool]:
+    """What the API was handed, at 22,050 Hz: one 1-D clip, a (clips, samples) array (``batch=True``) or a list of
+    1-D clips (the flag says which of the last two).
+
+    Paths (``str`` / ``os.PathLike``) are decoded with :func:`load_audio`; arrays follow the layout rule of
+    :func:`as_clip` and are resampled from ``sample_rate`` (22,050 Hz when None).
+    """
+    check_channels(channels)
+    if isinstance(waveform, (list, tuple)) and waveform and not np.isscalar(waveform[0]):
+        if batch:
+            raise ConfigError("batch=True takes one 2-D array (clips, samples); a list is already several clips")
+        return [_read_clip(w, sample_rate, channels, f"waveform[{i}]") for i, w in enumerate(waveform)], True
+    if batch:
+        if isinstance(waveform, (str, os.PathLike)):
+            raise ConfigError("batch=True takes a 2-D array (clips, samples), not a file path")
+        return resample(as_batch(waveform), _rate(sample_rate)), False
+    return _read_clip(waveform, sample_rate, channels, "waveform"), False
+
+
+def _rate(sample_rate: object) -> int:
+    return SAMPLE_RATE if sample_rate is None else check_sample_rate(sample_rate)
+
+
+def _read_clip(waveform: object, sample_rate: object, channels: str, name: str) -> np.ndarray:
+    if isinstance(waveform, (str, os.PathLike)):
+        if sample_rate is not None:
+            raise ConfigError(
+                f"{name} is a file path ({os.fspath(waveform)!r}), which carries its own sample rate: leave "
+                f"sample_rate out (got {sample_rate!r}), or decode it yourself with soundnet_keras.audio.load_audio"
+            )
+        return load_audio(waveform, channels=channels)[0]
+    if isinstance(waveform, bytes):
+        raise ConfigError(f"{name} is bytes: pass a file path, or decode it with soundnet_keras.audio.load_audio")
+    return resample(as_clip(waveform, name=name, channels=channels), _rate(sample_rate))
 
 
 def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from .architecture import HEAD_NAMES, SAMPLE_RATE, geometry, heads, layer_table, output_names
+from .architecture import SAMPLE_RATE, geometry, heads, layer_table, output_names
 from .errors import ConfigError, ConversionError
 from .files import atomic_path, sha256_file
-from .weights import WeightsFile, load_weights, save_weights, torch_to_keras
+from .weights import WeightsFile, check_categories, load_weights, save_weights, torch_to_keras
 
 Log = Callable[[str], None]
 
@@ -74,26 +74,6 @@ def read_category_file(path: str | os.PathLike) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read category file {str(path)!r}: {exc}") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def check_categories(arch: str, categories: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
-    """Check category names against the heads of ``arch`` (one name per class) and return them as lists."""
-    if not categories:
-        return {}
-    checked: dict[str, list[str]] = {}
-    sizes = {head.name: head.filters for head in heads(arch)}
-    for head, names in categories.items():
-        if head not in sizes:
-            raise ConfigError(f"categories for unknown head {head!r}: expected {' or '.join(map(repr, HEAD_NAMES))}")
-        if isinstance(names, str) or not all(isinstance(name, str) and name for name in names):
-            raise ConfigError(f"categories for {head!r} must be a sequence of non-empty strings")
-        names = list(names)
-        if len(names) != sizes[head]:
-            raise ConversionError(
-                f"{len(names)} category names for {head!r}, but the {arch} head {head!r} has {sizes[head]} classes"
-            )
-        checked[head] = names
-    return checked
 
 
 def default_validate_samples(arch: str) -> int:

@@ -11,38 +11,13 @@ import numpy as np
 from scipy.special import softmax
 
 from . import architecture as arch_mod
-from .architecture import SAMPLE_RATE, FrameTimes, Geometry, PadMode, frame_times, geometry, output_names
-from .audio import as_batch, as_clip, check_channels, check_sample_rate, load_audio, resample
-from .errors import ConfigError, InputTooShortError
-from .network import build_network, get_params, inference_function, set_params
-from .results import ClipResult, HeadScores
-from .validation import check_positive
-from .weights import WeightsFile, load_weights, save_weights
-
-
-@dataclass
-class Features:
-    """Activations of one layer for one clip (or a batch of equal-length clips).
-
-    ``values`` is (frames, channels), or (batch, frames, channels) for ``batch=True``; ``times`` gives each frame's
-    receptive-field start, centre and end in seconds, clipped to the clip (to the 20-s loop for a clip repeated to
-    it); ``input_samples`` is the clip's length and ``num_samples`` the length the network saw (22,050 Hz);
-    ``padded`` says whether padding appended anything, and ``padded_frames`` which frames read appended audio (see
-    :func:`~soundnet_keras.architecture.plan_input`).
-    """
-
-    layer: str
-    values: np.ndarray
-    times: FrameTimes
-    num_samples: int
-    padded: bool = False
-    input_samples: int = 0
-    padded_frames: np.ndarray | None = None
-
-    @property
-    def padded_to_s(self) -> float | None:
-        """Seconds the clip was padded to, or None when nothing was appended."""
-        return self.num_samples / SAMPLE_RATE if self.padded else None
+from .architecture import SAMPLE_RATE, Geometry, PadMode, geometry, output_names
+from .audio import read_inputs
+from .errors import ConfigError
+from .network import build_network, compile_inference, get_params, set_params
+from .results import ClipResult, Features, HeadScores
+from .running import run_clip, run_clips
+from .weights import WeightsFile, category_names, load_weights, save_weights
 
 
 @dataclass
@@ -141,7 +116,7 @@ class SoundNet:
             set_params(self.keras_model, arch, weights.params)
             self.weights_source = weights.source or "weights file"
             categories = categories or weights.categories
-        self.categories = self._check_categories(categories or {})
+        self.categories = category_names(arch, categories)
         self._runners: dict[tuple[str, ...], object] = {}
         self.jit_compile = False
         """Compile inference with XLA (measured slower on 2-core CPUs for variable lengths; see benchmarks/)."""
@@ -162,16 +137,6 @@ class SoundNet:
         path = resolve(name_or_path, log=report if verbose else None)
         weights = load_weights(path)
         return cls(weights.architecture, weights=weights)
-
-    @staticmethod
-    def _check_categories(categories: dict[str, Sequence[str]]) -> dict[str, list[str]]:
-        checked = {}
-        for head, expected in (("objects", arch_mod.OBJECT_CLASSES), ("scenes", arch_mod.SCENE_CLASSES)):
-            names = list(categories.get(head, ()))
-            if names and len(names) != expected:
-                raise ConfigError(f"{head} categories: expected {expected} names, got {len(names)}")
-            checked[head] = names or [f"{head}_{i:04d}" for i in range(expected)]
-        return checked
 
     def save_weights(self, path: str | os.PathLike) -> Path:
         """Write this model's parameters (and category names) to a ``.weights.h5`` file, atomically."""
@@ -225,23 +190,10 @@ class SoundNet:
 
     # ------------------------------------------------------------------------------------------------ execution
     def _runner(self, names: tuple[str, ...]):
-        """Compiled inference function of the named outputs: (batch, samples) float32 -> {name: (batch, frames, ch)}.
-
-        It runs the layer table directly with ``tf.nn`` ops and folds each BatchNorm (and the input scaling) into
-        the convolution before it *inside* the compiled function, from the model's live variables: as fast as a
-        folded model, and never stale when ``keras_model``'s weights change (training, ``set_weights``).
-        """
+        """The compiled inference function of ``names`` (:func:`~soundnet_keras.network.compile_inference`), cached."""
         key = (*names, f"jit={self.jit_compile}")
         if key not in self._runners:
-            import tensorflow as tf
-
-            self._runners[key] = tf.function(
-                inference_function(self.keras_model, self.arch, names),
-                input_signature=[tf.TensorSpec([None, None], tf.float32)],
-                reduce_retracing=True,
-                jit_compile=self.jit_compile,
-                autograph=False,  # plain Python loops over the layer table: nothing for AutoGraph to convert
-            )
+            self._runners[key] = compile_inference(self.keras_model, self.arch, names, jit_compile=self.jit_compile)
         return self._runners[key]
 
     def forward(self, batch: np.ndarray, layers: Iterable[str]) -> dict[str, np.ndarray]:
@@ -252,116 +204,6 @@ class SoundNet:
         names = tuple(layers)
         out = self._runner(names)(np.ascontiguousarray(batch, dtype=np.float32))
         return {name: np.asarray(out[name]) for name in names}
-
-    def _chunk_samples(self, names: tuple[str, ...]) -> int | None:
-        """Input length above which :meth:`_forward_any_length` runs in chunks (None: never)."""
-        if self.chunk_seconds is None:
-            return None
-        from .chunking import min_chunk_samples
-
-        return max(round(self.chunk_seconds * SAMPLE_RATE), min_chunk_samples(self.arch, names))
-
-    def _forward_any_length(
-        self, batch: np.ndarray, names: tuple[str, ...], tail: np.ndarray | None = None
-    ) -> dict[str, np.ndarray]:
-        """:meth:`forward` of ``batch`` followed by ``tail`` (appended by the padding policy), in chunks
-        (:mod:`~soundnet_keras.chunking`) when longer than :attr:`chunk_seconds` — then without copying ``batch``."""
-        chunk = self._chunk_samples(names)
-        total = batch.shape[-1] + (0 if tail is None else tail.shape[-1])
-        if chunk is None or total <= chunk:
-            return self.forward(batch if tail is None else np.concatenate([batch, tail], axis=-1), names)
-        from .chunking import run_chunked
-
-        return run_chunked(self.forward, self.arch, batch, names, chunk, tail=tail)
-
-    def _inputs(
-        self, waveform: object, sample_rate: object, channels: str, batch: bool
-    ) -> tuple[list[np.ndarray] | np.ndarray, bool]:
-        """Inputs at 22,050 Hz: one 1-D clip, a (clips, samples) batch (``batch=True``) or a list of 1-D clips.
-
-        Paths (``str`` / ``os.PathLike``) are decoded with :func:`~soundnet_keras.audio.load_audio`; arrays follow
-        the layout rule of :func:`~soundnet_keras.audio.as_clip` and are resampled from ``sample_rate`` (22,050 Hz
-        when None).
-        """
-        check_channels(channels)
-        if isinstance(waveform, (list, tuple)) and waveform and not np.isscalar(waveform[0]):
-            if batch:
-                raise ConfigError("batch=True takes one 2-D array (clips, samples); a list is already several clips")
-            clips = [self._clip(w, sample_rate, channels, f"waveform[{i}]") for i, w in enumerate(waveform)]
-            return clips, True
-        if batch:
-            if isinstance(waveform, (str, os.PathLike)):
-                raise ConfigError("batch=True takes a 2-D array (clips, samples), not a file path")
-            return resample(as_batch(waveform), self._rate(sample_rate)), False
-        return self._clip(waveform, sample_rate, channels, "waveform"), False
-
-    @staticmethod
-    def _rate(sample_rate: object) -> int:
-        return SAMPLE_RATE if sample_rate is None else check_sample_rate(sample_rate)
-
-    def _clip(self, waveform: object, sample_rate: object, channels: str, name: str) -> np.ndarray:
-        if isinstance(waveform, (str, os.PathLike)):
-            if sample_rate is not None:
-                raise ConfigError(
-                    f"{name} is a file path ({os.fspath(waveform)!r}), which carries its own sample rate: leave "
-                    f"sample_rate out (got {sample_rate!r}), or decode it yourself with soundnet_keras.audio.load_audio"
-                )
-            return load_audio(waveform, channels=channels)[0]
-        if isinstance(waveform, bytes):
-            raise ConfigError(f"{name} is bytes: pass a file path, or decode it with soundnet_keras.audio.load_audio")
-        return resample(as_clip(waveform, name=name, channels=channels), self._rate(sample_rate))
-
-    def _run(self, audio: np.ndarray, names: tuple[str, ...], pad: PadMode | None) -> dict[str, Features]:
-        """Plan (padding policy), run and trim one clip (samples,) or batch (clips, samples) at 22,050 Hz."""
-        plan = arch_mod.plan_input(self.arch, names, audio.shape[-1], pad)
-        batch = audio if audio.ndim == 2 else audio[None]
-        values = self._forward_any_length(batch, names, plan.appended(batch))
-        return self._features(plan, {name: v if audio.ndim == 2 else v[0] for name, v in values.items()})
-
-    def _run_many(
-        self, clips: Sequence[np.ndarray], names: tuple[str, ...], pad: PadMode | None, batch_size: int
-    ) -> list[dict[str, Features]]:
-        """:meth:`_run` for 1-D clips of any lengths, batching those the policy feeds with the same length."""
-        batch_size = check_positive(batch_size, "batch_size", integer=True)
-        plans = []
-        for index, clip in enumerate(clips):
-            try:
-                plans.append(arch_mod.plan_input(self.arch, names, clip.shape[-1], pad))
-            except InputTooShortError as exc:
-                raise exc.with_context(f"waveform[{index}]") from None
-        groups: dict[int, list[int]] = {}
-        for index, plan in enumerate(plans):
-            groups.setdefault(plan.network_samples, []).append(index)
-        results: list[dict[str, Features]] = [{} for _ in clips]
-        chunk = self._chunk_samples(names)
-        for length, members in groups.items():
-            if chunk is not None and length > chunk:  # long files: one at a time, chunked, never copied
-                for index in members:
-                    results[index] = self._run(clips[index], names, pad)
-                continue
-            for begin in range(0, len(members), batch_size):
-                part = members[begin : begin + batch_size]
-                batch = np.stack([plans[i].apply(clips[i]) for i in part])
-                values = self._forward_any_length(batch, names)
-                for row, index in enumerate(part):
-                    results[index] = self._features(plans[index], {name: v[row] for name, v in values.items()})
-        return results
-
-    def _features(self, plan: arch_mod.InputPlan, values: dict[str, np.ndarray]) -> dict[str, Features]:
-        """Trim each output to the frames the plan reports and attach times and padding flags."""
-        result = {}
-        for name, array in values.items():
-            frames = plan.frames(name)
-            result[name] = Features(
-                name,
-                array[..., :frames, :],
-                frame_times(self.arch, name, frames, plan.timeline_samples),
-                plan.network_samples,
-                plan.padded,
-                plan.input_samples,
-                plan.padded_frames(name, frames),
-            )
-        return result
 
     def intermediates(
         self,
@@ -381,10 +223,10 @@ class SoundNet:
         names = tuple(layers) if layers is not None else self.layers
         for name in names:
             geometry(self.arch, name)  # validates each name
-        audio, is_list = self._inputs(waveform, sample_rate, channels, batch)
+        audio, is_list = read_inputs(waveform, sample_rate, channels, batch)
         if is_list:
             raise ConfigError("intermediates() takes one clip or a batch=True array; call it once per clip")
-        return self._run(audio, names, arch_mod.check_pad(pad))
+        return run_clip(self.forward, self.arch, audio, names, arch_mod.check_pad(pad), self.chunk_seconds)
 
     def features(
         self,
@@ -408,11 +250,12 @@ class SoundNet:
         :class:`~soundnet_keras.errors.InputTooShortError`.
         """
         geometry(self.arch, layer)
-        audio, is_list = self._inputs(waveform, sample_rate, channels, batch)
+        audio, is_list = read_inputs(waveform, sample_rate, channels, batch)
         pad = arch_mod.check_pad(pad)
         if is_list:
-            return [out[layer] for out in self._run_many(audio, (layer,), pad, batch_size)]
-        return self._run(audio, (layer,), pad)[layer]
+            runs = run_clips(self.forward, self.arch, audio, (layer,), pad, batch_size, self.chunk_seconds)
+            return [out[layer] for out in runs]
+        return run_clip(self.forward, self.arch, audio, (layer,), pad, self.chunk_seconds)[layer]
 
     def predict(
         self,
@@ -432,14 +275,16 @@ class SoundNet:
         (``padded``, ``padded_to_s``, ``padded_frames``). ``pad=None`` appends nothing, reports only frames with
         the training margin and raises :class:`~soundnet_keras.errors.InputTooShortError` below 10.98 s.
         """
-        audio, is_list = self._inputs(waveform, sample_rate, channels, batch)
+        audio, is_list = read_inputs(waveform, sample_rate, channels, batch)
         pad = arch_mod.check_pad(pad)
         names = ("objects", "scenes")
         if is_list:
             sources = [_source(item) for item in waveform]  # type: ignore[union-attr]
-            runs = self._run_many(audio, names, pad, batch_size)
+            runs = run_clips(self.forward, self.arch, audio, names, pad, batch_size, self.chunk_seconds)
             return [self._prediction(out, source) for out, source in zip(runs, sources, strict=True)]
-        return self._prediction(self._run(audio, names, pad), _source(waveform))
+        return self._prediction(
+            run_clip(self.forward, self.arch, audio, names, pad, self.chunk_seconds), _source(waveform)
+        )
 
     def _prediction(self, heads: dict[str, Features], source: str = "") -> Prediction:
         objects = heads["objects"]

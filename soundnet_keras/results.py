@@ -1,4 +1,4 @@
-"""What was heard when: the one result type of the package.
+"""What was heard when: the one result type of the package (and :class:`Features`, a layer's activations).
 
 :class:`ClipResult` holds, for one clip, the scores of one or more heads per output frame (:class:`HeadScores`) with
 the frames' times, the clip's duration and source, and what the padding policy did. SoundNet's own heads
@@ -19,6 +19,31 @@ from .architecture import SAMPLE_RATE, FrameTimes
 from .errors import ConfigError
 
 SCORE_KINDS = ("probability", "decision")
+
+
+@dataclass
+class Features:
+    """Activations of one layer for one clip (or a batch of equal-length clips).
+
+    ``values`` is (frames, channels), or (batch, frames, channels) for ``batch=True``; ``times`` gives each frame's
+    receptive-field start, centre and end in seconds, clipped to the clip (to the 20-s loop for a clip repeated to
+    it); ``input_samples`` is the clip's length and ``num_samples`` the length the network saw (22,050 Hz);
+    ``padded`` says whether padding appended anything, and ``padded_frames`` which frames read appended audio (see
+    :func:`~soundnet_keras.architecture.plan_input`).
+    """
+
+    layer: str
+    values: np.ndarray
+    times: FrameTimes
+    num_samples: int
+    padded: bool = False
+    input_samples: int = 0
+    padded_frames: np.ndarray | None = None
+
+    @property
+    def padded_to_s(self) -> float | None:
+        """Seconds the clip was padded to, or None when nothing was appended."""
+        return self.num_samples / SAMPLE_RATE if self.padded else None
 
 
 @dataclass

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .architecture import Conv, layer_table
-from .errors import WeightsError
+from .architecture import HEAD_NAMES, Conv, heads, layer_table
+from .errors import ConfigError, ConversionError, WeightsError
 from .files import atomic_path
 
 FORMAT = "soundnet_keras.weights/2"
@@ -116,6 +116,35 @@ def check_shapes(arch: str, keras_params: Mapping[str, Mapping[str, np.ndarray]]
                 problems.append(f"{layer}/{var} has NaN or Inf values")
     if problems:
         raise WeightsError(f"weights do not fit {arch}: " + "; ".join(problems))
+
+
+def check_categories(arch: str, categories: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    """Check category names against the heads of ``arch`` (one name per class) and return them as lists."""
+    if not categories:
+        return {}
+    checked: dict[str, list[str]] = {}
+    sizes = {head.name: head.filters for head in heads(arch)}
+    for head, names in categories.items():
+        if head not in sizes:
+            raise ConfigError(f"categories for unknown head {head!r}: expected {' or '.join(map(repr, HEAD_NAMES))}")
+        if isinstance(names, str) or not all(isinstance(name, str) and name for name in names):
+            raise ConfigError(f"categories for {head!r} must be a sequence of non-empty strings")
+        names = list(names)
+        if len(names) != sizes[head]:
+            raise ConversionError(
+                f"{len(names)} category names for {head!r}, but the {arch} head {head!r} has {sizes[head]} classes"
+            )
+        checked[head] = names
+    return checked
+
+
+def category_names(arch: str, categories: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    """Checked category names of both heads (:func:`check_categories`), ``<head>_0000``... where none are known."""
+    checked = check_categories(arch, categories)
+    return {
+        head.name: checked.get(head.name) or [f"{head.name}_{i:04d}" for i in range(head.filters)]
+        for head in heads(arch)
+    }
 
 
 @dataclass
