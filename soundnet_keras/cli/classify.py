@@ -343,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
+def _input_files(args: argparse.Namespace) -> list[Path]:
+    """The files to classify, after checking that the output locations exist (before any work is done)."""
     if not args.inputs and not args.example:
         raise SoundNetError("no input: give audio files or folders, or --example for the clip shipped with the package")
     files = [example_clip()] if args.example else []
@@ -352,70 +353,95 @@ def _run(args: argparse.Namespace) -> int:
         raise SoundNetError(f"--plot: folder {str(args.plot.parent)!r} does not exist")
     if args.output is not None and not args.output.parent.is_dir():
         raise SoundNetError(f"--output: folder {str(args.output.parent)!r} does not exist")
-    classifier = make_classifier(args)
-    plots = dict(zip(files, plot_paths(args.plot, files), strict=True)) if args.plot is not None else {}
-    stream_text = not (args.json or args.csv) and args.output is None
-    records: list[dict[str, object]] = []
-    rows: list[list[object]] = []
-    texts: list[str] = []
-    failed = 0
-    from tqdm import tqdm
+    return files
 
-    progress = tqdm(total=len(files), unit="file", disable=True if args.quiet else None, file=sys.stderr)
+
+class _Report:
+    """Each file's result (or error) in the chosen format; a text report to the terminal streams as it comes."""
+
+    def __init__(self, args: argparse.Namespace, files: Sequence[Path], progress) -> None:
+        self.args = args
+        self.progress = progress
+        self.plots = dict(zip(files, plot_paths(args.plot, files), strict=True)) if args.plot is not None else {}
+        self.stream_text = not (args.json or args.csv) and args.output is None
+        self.records: list[dict[str, object]] = []
+        self.rows: list[list[object]] = []
+        self.texts: list[str] = []
+        self.failed = 0
+
+    def add(self, item: Decoded, result: ClipResult | SoundNetError) -> None:
+        args = self.args
+        self.progress.update(1)
+        if isinstance(result, SoundNetError):
+            self.failed += 1
+            self.progress.clear()
+            print_error(result)
+            if args.json:
+                self.records.append({"file": str(item.path), "error": str(result)})
+            return
+        if item.path in self.plots:
+            plot_timeline(result, self.plots[item.path], args.top_k)
+        if args.json:
+            self.records.append(json_record(result, args.top_k, args.frames))
+        elif args.csv:
+            self.rows.extend(csv_rows(result, args.top_k, args.frames))
+        elif self.stream_text:
+            self.progress.clear()
+            print(format_text(result, args.top_k, args.frames), flush=True)
+        else:
+            self.texts.append(format_text(result, args.top_k, args.frames))
+
+    def render(self, score_kind: str) -> str:
+        """The whole report (JSON list, CSV, or the texts not yet streamed)."""
+        if self.args.json:
+            return json.dumps(self.records, indent=2) + "\n"
+        if self.args.csv:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(csv_columns(score_kind))
+            writer.writerows(self.rows)
+            return buffer.getvalue()
+        return "\n".join(self.texts) + ("\n" if self.texts else "")
+
+
+def _classify_all(files: Sequence[Path], classifier: Classifier | HeadClassifier, report: _Report) -> None:
+    """Decode in parallel and classify in groups of four batches, reporting every file in input order."""
+    args = report.args
     group: list[Decoded] = []
 
     def flush() -> None:
-        nonlocal failed
-        items = [item for item in group if item.ok]
-        outcome = iter(classifier.classify(items))
+        ok = [item for item in group if item.ok]
+        outcome = iter(classifier.classify(ok))
         for item in group:
-            result = next(outcome) if item.ok else item.error
-            progress.update(1)
-            if isinstance(result, SoundNetError):
-                failed += 1
-                progress.clear()
-                print_error(result)
-                if args.json:
-                    records.append({"file": str(item.path), "error": str(result)})
-                continue
-            if item.path in plots:
-                plot_timeline(result, plots[item.path], args.top_k)
-            if args.json:
-                records.append(json_record(result, args.top_k, args.frames))
-            elif args.csv:
-                rows.extend(csv_rows(result, args.top_k, args.frames))
-            elif stream_text:
-                progress.clear()
-                print(format_text(result, args.top_k, args.frames), flush=True)
-            else:
-                texts.append(format_text(result, args.top_k, args.frames))
+            report.add(item, next(outcome) if item.ok else item.error)
         group.clear()
 
+    for decoded in decode_files(files, channels=args.channels, workers=args.workers, prefetch=4 * args.batch_size):
+        group.append(decoded)
+        if len(group) >= 4 * args.batch_size:
+            flush()
+    flush()
+
+
+def _run(args: argparse.Namespace) -> int:
+    files = _input_files(args)
+    classifier = make_classifier(args)
+    from tqdm import tqdm
+
+    progress = tqdm(total=len(files), unit="file", disable=True if args.quiet else None, file=sys.stderr)
+    report = _Report(args, files, progress)
     try:
-        for decoded in decode_files(files, channels=args.channels, workers=args.workers, prefetch=4 * args.batch_size):
-            group.append(decoded)
-            if len(group) >= 4 * args.batch_size:
-                flush()
-        flush()
+        _classify_all(files, classifier, report)
     finally:
         progress.close()
-    if args.json:
-        report = json.dumps(records, indent=2) + "\n"
-    elif args.csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(csv_columns(getattr(classifier, "score_kind", "probability")))
-        writer.writerows(rows)
-        report = buffer.getvalue()
-    else:
-        report = "\n".join(texts) + ("\n" if texts else "")
+    text = report.render(getattr(classifier, "score_kind", "probability"))
     if args.output is not None:
-        write_text_atomic(args.output, report)
-    elif not stream_text:
-        sys.stdout.write(report)
+        write_text_atomic(args.output, text)
+    elif not report.stream_text:
+        sys.stdout.write(text)
         sys.stdout.flush()
-    if failed:
-        print_error(f"{failed} of {len(files)} files failed")
+    if report.failed:
+        print_error(f"{report.failed} of {len(files)} files failed")
         return EXIT_FILE_FAILED
     return EXIT_OK
 
