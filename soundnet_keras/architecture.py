@@ -302,6 +302,18 @@ def reliable_min_samples(arch: str) -> int:
     return geometry(arch, HEAD_NAMES[0]).min_samples + head_margin(arch)
 
 
+def repeated_length(arch: str) -> int:
+    """What a clip shorter than :func:`reliable_min_samples` is repeated (or padded) to: the training crop."""
+    return max(TRAINING_CROP_SAMPLES, reliable_min_samples(arch))
+
+
+def margin_length(length, min_samples: int, hop: int, margin: int):
+    """Input length at which the last head frame of an input of ``length`` samples (at least ``min_samples``) has
+    ``margin`` samples after its own minimum length. Plain arithmetic, so it serves :func:`plan_input` on ints and
+    the serving graph (:class:`~soundnet_keras.network.LoopPad`) on tensors alike."""
+    return min_samples + (length - min_samples) // hop * hop + margin
+
+
 def reliable_head_frames(arch: str, num_samples: int) -> int:
     """How many head frames of an unpadded input of ``num_samples`` samples have the margin of the training crops."""
     return output_length(arch, HEAD_NAMES[0], num_samples - head_margin(arch))
@@ -309,7 +321,7 @@ def reliable_head_frames(arch: str, num_samples: int) -> int:
 
 @dataclass(frozen=True)
 class InputPlan:
-    """How a clip of ``input_samples`` samples (22,050 Hz) is fed to the network for the outputs ``names``.
+    """How a clip of ``input_samples`` samples (22,050 Hz) is fed to the network.
 
     Made by :func:`plan_input`. The network sees ``network_samples`` samples: the clip, followed by what the
     padding policy appended (repeated audio or silence). :meth:`frames` says how many frames of each output are
@@ -317,7 +329,6 @@ class InputPlan:
     """
 
     arch: str
-    names: tuple[str, ...]
     input_samples: int
     network_samples: int
     pad: PadMode | None
@@ -392,22 +403,21 @@ def plan_input(arch: str, names: tuple[str, ...] | list[str], num_samples: int, 
     if not any(name in HEAD_NAMES for name in names):
         need = geometry(arch, deepest).min_samples
         if num_samples >= need:
-            return InputPlan(arch, names, num_samples, num_samples, pad, False)
+            return InputPlan(arch, num_samples, num_samples, pad, False)
         if pad is None:
             check_length(arch, deepest, num_samples)
-        return InputPlan(arch, names, num_samples, need, pad, False)
+        return InputPlan(arch, num_samples, need, pad, False)
     reliable = reliable_min_samples(arch)
     if pad is None:
         check_length(arch, deepest, num_samples, min_samples=reliable, reason=RELIABLE_REASON)
-        return InputPlan(arch, names, num_samples, num_samples, None, False)
+        return InputPlan(arch, num_samples, num_samples, None, False)
     if num_samples < reliable:
-        return InputPlan(arch, names, num_samples, max(TRAINING_CROP_SAMPLES, reliable), pad, False)
+        return InputPlan(arch, num_samples, repeated_length(arch), pad, False)
     head = geometry(arch, HEAD_NAMES[0])
-    frames = output_length(arch, HEAD_NAMES[0], num_samples)
-    needed = head.min_samples + (frames - 1) * head.hop + head_margin(arch)  # the last frame's, with the margin
+    needed = margin_length(num_samples, head.min_samples, head.hop, head_margin(arch))
     if needed <= num_samples:
-        return InputPlan(arch, names, num_samples, num_samples, pad, False)
-    return InputPlan(arch, names, num_samples, needed, pad, True)
+        return InputPlan(arch, num_samples, num_samples, pad, False)
+    return InputPlan(arch, num_samples, needed, pad, True)
 
 
 RELIABLE_REASON = (

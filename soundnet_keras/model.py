@@ -223,10 +223,11 @@ class SoundNet:
         names = tuple(layers) if layers is not None else self.layers
         for name in names:
             geometry(self.arch, name)  # validates each name
+        pad = arch_mod.check_pad(pad)  # before any file is decoded
         audio, is_list = read_inputs(waveform, sample_rate, channels, batch)
         if is_list:
             raise ConfigError("intermediates() takes one clip or a batch=True array; call it once per clip")
-        return run_clip(self.forward, self.arch, audio, names, arch_mod.check_pad(pad), self.chunk_seconds)
+        return run_clip(self.forward, self.arch, audio, names, pad, self.chunk_seconds)
 
     def features(
         self,
@@ -250,8 +251,8 @@ class SoundNet:
         :class:`~soundnet_keras.errors.InputTooShortError`.
         """
         geometry(self.arch, layer)
+        pad = arch_mod.check_pad(pad)  # before any file is decoded
         audio, is_list = read_inputs(waveform, sample_rate, channels, batch)
-        pad = arch_mod.check_pad(pad)
         if is_list:
             runs = run_clips(self.forward, self.arch, audio, (layer,), pad, batch_size, self.chunk_seconds)
             return [out[layer] for out in runs]
@@ -275,8 +276,8 @@ class SoundNet:
         (``padded``, ``padded_to_s``, ``padded_frames``). ``pad=None`` appends nothing, reports only frames with
         the training margin and raises :class:`~soundnet_keras.errors.InputTooShortError` below 10.98 s.
         """
+        pad = arch_mod.check_pad(pad)  # before any file is decoded
         audio, is_list = read_inputs(waveform, sample_rate, channels, batch)
-        pad = arch_mod.check_pad(pad)
         names = ("objects", "scenes")
         if is_list:
             sources = [_source(item) for item in waveform]  # type: ignore[union-attr]

@@ -22,7 +22,6 @@ from .architecture import (
     BATCHNORM_EPSILON,
     BATCHNORM_MOMENTUM,
     HEAD_NAMES,
-    TRAINING_CROP_SAMPLES,
     WAVEFORM_SCALE,
     Conv,
     Pool,
@@ -30,8 +29,10 @@ from .architecture import (
     head_margin,
     heads,
     layer_table,
+    margin_length,
     output_names,
     reliable_min_samples,
+    repeated_length,
     trunk,
 )
 from .errors import ConfigError, WeightsError
@@ -224,8 +225,7 @@ class LoopPad(keras.layers.Layer):
     def call(self, waveform):
         ops = keras.ops
         length = ops.shape(waveform)[1]
-        last_frame = ops.maximum(length - self.min_samples, 0) // self.hop
-        needed = self.min_samples + last_frame * self.hop + self.margin
+        needed = margin_length(ops.maximum(length, self.min_samples), self.min_samples, self.hop, self.margin)
         target = ops.where(length < self.short_below, self.crop_samples, ops.maximum(length, needed))
         return ops.take(waveform, ops.arange(target) % length, axis=1)  # sample i is sample i mod n
 
@@ -273,9 +273,8 @@ def build_serving_model(network: keras.Model, arch: str) -> keras.Model:
     short_below = reliable_min_samples(arch)
     geo = geometry(arch, HEAD_NAMES[0])
     waveform = keras.Input(shape=(None,), name="waveform", dtype="float32")
-    crop = max(TRAINING_CROP_SAMPLES, short_below)
-    padded = LoopPad(short_below, crop, geo.min_samples, geo.hop, head_margin(arch), name="loop_pad")(waveform)
-    logits = network(padded)
+    loop = LoopPad(short_below, repeated_length(arch), geo.min_samples, geo.hop, head_margin(arch), name="loop_pad")
+    logits = network(loop(waveform))
     keep = KeepFrames(short_below, geo.min_samples, geo.hop, name="keep_frames")
     outputs = {name: keep([logits[name], waveform]) for name in HEAD_NAMES}
     return keras.Model(waveform, outputs, name=f"{network.name}_serving")

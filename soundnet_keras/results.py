@@ -134,8 +134,3 @@ def frame_times_from_spans(start: np.ndarray, end: np.ndarray) -> FrameTimes:
     """:class:`FrameTimes` of frames (or windows) given by their start and end in seconds."""
     start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
     return FrameTimes(start, (start + end) / 2, end)
-
-
-def seconds(samples: int) -> float:
-    """Samples at 22,050 Hz in seconds."""
-    return samples / SAMPLE_RATE

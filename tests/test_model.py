@@ -114,7 +114,7 @@ def test_too_short_inputs_raise_the_guard(random_net):
 
 def test_padding_options(random_net):
     arch, _, net = random_net
-    crop = max(architecture.TRAINING_CROP_SAMPLES, architecture.reliable_min_samples(arch))
+    crop = architecture.repeated_length(arch)
     clip = np.random.default_rng(3).uniform(-0.5, 0.5, 30_000).astype(np.float32)
     repeated = net.predict(clip, pad="repeat")
     manual = net.forward(np.tile(clip, crop // clip.size + 1)[None, :crop], ("scenes",))["scenes"][0]

@@ -184,19 +184,26 @@ class ClipClassifier(ClassifierMixin, BaseEstimator):
 
     def extractor(self) -> FeatureExtractor:
         """The :class:`FeatureExtractor` of this classifier's input settings and layers."""
+        return self._extractor()[0]
+
+    def _extractor(self) -> tuple[FeatureExtractor, str]:
+        """The extractor and the network's weights identity, hashed once for this call; a fitted head refuses
+        weights other than those it was trained on."""
         layers = getattr(self, "layers_", None) or self._check_settings()
         net = resolve_net(self.net, self.weights)
+        identity = model_identity(net)
         expected = getattr(self, "weights_identity_", None)
-        if expected and model_identity(net) != expected:
+        if expected and identity != expected:
             raise ConfigError(
                 f"this head was trained on features of other network weights (identity {expected[:12]}...) than "
-                f"{net!r} ({model_identity(net)[:12]}...); pass the same weights"
+                f"{net!r} ({identity[:12]}...); pass the same weights"
             )
-        return extractor_for(self, net, layers)
+        return extractor_for(self, net, layers), identity
 
     def features(self, X: Sequence[Item | ClipFeatures], *, desc: str = "features") -> list[ClipFeatures]:
         """Extract (or pass through) the features of clips ``X`` for this classifier."""
-        return self.extractor().extract(X, progress=self.progress, desc=desc)
+        extractor, identity = self._extractor()
+        return extractor.extract(X, progress=self.progress, desc=desc, identity=identity)
 
     # --------------------------------------------------------------------------------------------- windows
     def _window_rows(self, clip: ClipFeatures, width: int | None) -> np.ndarray:
@@ -230,8 +237,8 @@ class ClipClassifier(ClassifierMixin, BaseEstimator):
         for stale in ("head_", "classes_", "window_frames_", "weights_identity_", "arch_", "fit_info_"):
             self.__dict__.pop(stale, None)
         self.layers_ = layers
-        extractor = self.extractor()
-        clips = extractor.extract(items, progress=self.progress, desc="features (train)")
+        extractor, identity = self._extractor()
+        clips = extractor.extract(items, progress=self.progress, desc="features (train)", identity=identity)
         index = {c: i for i, c in enumerate(classes)}
         targets = np.array([index[label] for label in labels])
         width = None
@@ -248,7 +255,7 @@ class ClipClassifier(ClassifierMixin, BaseEstimator):
         self.head_ = self._fit_rows(x, np.repeat(targets, counts), len(classes), C)
         self.classes_ = np.array(classes, dtype=object)
         self.window_frames_ = width
-        self.weights_identity_ = model_identity(extractor.net)
+        self.weights_identity_ = identity
         self.arch_ = extractor.net.arch
         self.fit_info_ = info
         return self
@@ -354,9 +361,9 @@ class ClipClassifier(ClassifierMixin, BaseEstimator):
         probabilistic = self.head != "svm"
         labels = [str(c) for c in self.classes_]
         results = []
-        extractor = self.extractor()
+        extractor, identity = self._extractor()
         for index, item in enumerate(progress_bar(items, len(items), "classify") if progress else items):
-            clip = extractor.extract_one(item, index)
+            clip = extractor.extract_one(item, index, identity=identity)
             rows = self._window_rows(clip, self.window_frames_)
             self._check_dims(rows)
             window_scores = self.head_.scores(rows)

@@ -37,7 +37,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from ..architecture import SAMPLE_RATE, InputPlan, frame_times, geometry, pad_to_length, plan_input
-from ..audio import as_clip, check_sample_rate, load_audio, resample
+from ..audio import as_clip, check_channels, check_sample_rate, load_audio, resample
 from ..errors import AudioError, ConfigError
 from ..files import atomic_path, sha256_file
 from ..validation import check_choice, check_positive
@@ -223,7 +223,7 @@ class FeatureExtractor:
         self.layers = check_layers(layers, self.net.arch)
         self.variant = check_choice(variant, VARIANTS, "variant")
         self.duration = check_positive(duration, "duration", allow_none=True)
-        self.channels = check_choice(channels, ("mix", "first"), "channels")
+        self.channels = check_channels(channels)
         self.sample_rate = check_sample_rate(sample_rate)
         self.cache = FeatureCache(cache_dir) if cache else None
 
@@ -302,11 +302,21 @@ class FeatureExtractor:
         return ClipFeatures({name: found[name] for name in self.layers}, audio.shape[-1], input_rate, source)
 
     def extract(
-        self, items: Sequence[Item | ClipFeatures], *, progress: bool | Progress = False, desc: str = "features"
+        self,
+        items: Sequence[Item | ClipFeatures],
+        *,
+        progress: bool | Progress = False,
+        desc: str = "features",
+        identity: str | None = None,
     ) -> list[ClipFeatures]:
-        """Features of every clip in ``items``, in order (see :meth:`extract_one`)."""
+        """Features of every clip in ``items``, in order (see :meth:`extract_one`).
+
+        ``identity`` is :func:`model_identity` of the network when the caller has just computed it; otherwise it is
+        computed here, once per call and only when a clip has to be looked up in the cache.
+        """
         items = as_items(items)
-        identity = model_identity(self.net) if self.cache else None
+        if identity is None and self.cache and not all(isinstance(item, ClipFeatures) for item in items):
+            identity = model_identity(self.net)
         iterator: Iterable[tuple[int, Any]] = enumerate(items)
         if progress and not all(isinstance(item, ClipFeatures) for item in items):
             wrap = progress_bar if progress is True else progress
