@@ -245,6 +245,86 @@ def audio_duration(path: str | os.PathLike) -> float:
         return handle.frames / handle.samplerate if handle.samplerate else 0.0
 
 
+class _Samples:
+    """A float32 buffer filled block by block, grown when a block does not fit."""
+
+    def __init__(self, capacity: int) -> None:
+        self.out = np.empty(capacity, dtype=np.float32)
+        self.filled = 0
+
+    def append(self, block: np.ndarray) -> None:
+        """Copy ``block`` after the samples so far (growing the buffer when needed)."""
+        if self.filled + block.size > self.out.size:
+            self.out = np.concatenate([self.out[: self.filled], np.empty(block.size + 1024, np.float32)])
+        self.out[self.filled : self.filled + block.size] = block
+        self.filled += block.size
+
+    def append_tail(self, tail: np.ndarray) -> None:
+        """Add the resampler's last samples: the buffer becomes exactly the samples so far and ``tail``."""
+        self.out = np.concatenate([self.out[: self.filled], tail])
+        self.filled += tail.size
+
+    def waveform(self) -> np.ndarray:
+        """The samples so far; a copy when the buffer is much larger (so the spare capacity is freed)."""
+        waveform = self.out[: self.filled]
+        if waveform.base is not None and self.filled < 0.9 * self.out.size:
+            waveform = waveform.copy()
+        return waveform
+
+
+def _header(handle, name: str) -> tuple[int, int]:
+    """``(sample rate, frames)`` from an open file's header, which must announce some samples at a valid rate."""
+    rate = int(handle.samplerate)
+    frames = int(handle.frames)
+    if rate <= 0:
+        raise AudioError(f"{name}: invalid sample rate {rate} Hz in the file header")
+    if frames <= 0:
+        raise AudioError(f"{name}: zero length: the file has no audio samples")
+    return rate, frames
+
+
+def _resampler(rate: int, out_rate: int):
+    """A soxr stream (mono, float32, high quality) from ``rate`` to ``out_rate``, or None when they are equal."""
+    if out_rate == rate:
+        return None
+    import soxr
+
+    return soxr.ResampleStream(rate, out_rate, 1, dtype="float32", quality="HQ")
+
+
+def _check_finite(mono: np.ndarray, name: str, block_start: float) -> None:
+    """Raise :class:`AudioError` when the block starting at ``block_start`` seconds has NaN or Inf samples."""
+    finite = np.isfinite(mono)
+    if not finite.all():
+        bad = int(mono.size - np.count_nonzero(finite))
+        raise AudioError(
+            f"{name}: has NaN or Inf samples ({bad} in the block at {block_start:.3f} s); expected finite audio"
+        )
+
+
+def _decode_blocks(
+    handle, samples: _Samples, name: str, rate: int, frames: int, channels: str, stream
+) -> tuple[int, float]:
+    """Decode ``frames`` frames block by block, mixed to mono and resampled by ``stream`` (if any), into
+    ``samples``; returns ``(frames decoded, peak before resampling)``."""
+    decoded = 0
+    peak = 0.0
+    while decoded < frames:
+        block = handle.read(min(BLOCK_FRAMES, frames - decoded), dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+            break
+        decoded += block.shape[0]
+        mono = mix_channels(block, channels)
+        _check_finite(mono, name, (decoded - block.shape[0]) / rate)
+        peak = max(peak, float(np.max(np.abs(mono))))
+        if stream is not None:
+            mono = stream.resample_chunk(mono, last=decoded >= frames)
+        samples.append(mono)
+    if stream is not None and decoded < frames:  # header over-reported frames: flush the resampler
+        samples.append_tail(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return decoded, peak
+
+
 def load_audio(
     path: str | os.PathLike, *, target_rate: int | None = SAMPLE_RATE, channels: str = "mix"
 ) -> tuple[np.ndarray, int]:
@@ -264,58 +344,20 @@ def load_audio(
     _check_file(path)
     name = _describe(path)
     with _open(path) as handle:
-        rate = int(handle.samplerate)
-        frames = int(handle.frames)
-        if rate <= 0:
-            raise AudioError(f"{name}: invalid sample rate {rate} Hz in the file header")
-        if frames <= 0:
-            raise AudioError(f"{name}: zero length: the file has no audio samples")
+        rate, frames = _header(handle, name)
         out_rate = rate if target_rate is None else target_rate
-        stream = None
-        if out_rate != rate:
-            import soxr
-
-            stream = soxr.ResampleStream(rate, out_rate, 1, dtype="float32", quality="HQ")
+        stream = _resampler(rate, out_rate)
         # soxr's output length is round(frames * out / in); a little slack covers any rounding.
-        capacity = int(np.ceil(frames * out_rate / rate)) + 16
-        out = np.empty(capacity, dtype=np.float32)
-        filled = decoded = 0
-        peak = 0.0
+        samples = _Samples(int(np.ceil(frames * out_rate / rate)) + 16)
         try:
-            while decoded < frames:
-                block = handle.read(min(BLOCK_FRAMES, frames - decoded), dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                decoded += block.shape[0]
-                mono = mix_channels(block, channels)
-                finite = np.isfinite(mono)
-                if not finite.all():
-                    bad = int(mono.size - np.count_nonzero(finite))
-                    raise AudioError(
-                        f"{name}: has NaN or Inf samples ({bad} in the block at {(decoded - block.shape[0]) / rate:.3f}"
-                        " s); expected finite audio"
-                    )
-                peak = max(peak, float(np.max(np.abs(mono))))
-                if stream is not None:
-                    mono = stream.resample_chunk(mono, last=decoded >= frames)
-                if filled + mono.size > out.size:
-                    out = np.concatenate([out[:filled], np.empty(mono.size + 1024, np.float32)])
-                out[filled : filled + mono.size] = mono
-                filled += mono.size
-            if stream is not None and decoded < frames:  # header over-reported frames: flush the resampler
-                tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
-                out = np.concatenate([out[:filled], tail])
-                filled += tail.size
+            decoded, peak = _decode_blocks(handle, samples, name, rate, frames, channels, stream)
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             raise AudioError(f"{name}: cannot decode: the file is corrupt or truncated ({exc})") from None
-    if decoded == 0 or filled == 0:
+    if decoded == 0 or samples.filled == 0:
         raise AudioError(f"{name}: zero length: no audio samples could be decoded")
     if peak > FLOAT_RANGE_LIMIT:
         raise AudioError(f"{name}: float samples must lie in [-1, 1], but the peak is {peak:.4g}; rescale the file")
-    waveform = out[:filled]
-    if waveform.base is not None and filled < 0.9 * out.size:
-        waveform = waveform.copy()
-    return waveform, int(out_rate)
+    return samples.waveform(), int(out_rate)
 
 
 @dataclass

@@ -305,105 +305,151 @@ def _detect(modules: list[_Module], path: Path) -> str:
     return matches[0]
 
 
-def _match(modules: list[_Module], arch: str, info: dict[str, Any]) -> TorchParams:
-    """Match the walked modules to the layer table of ``arch``; see the module docstring."""
-    table_trunk = list(trunk(arch))
-    table_heads = list(heads(arch))
-    params: TorchParams = {}
-    position = 0  # next trunk table row
-    channels = 1  # output channels of the trunk so far
-    pending: Conv | None = None  # a trunk conv still waiting for its BatchNorm and/or ReLU
-    need_bn = need_relu = False
-    heads_done = 0
-    branches: dict[int, str] = {}
+class _Matcher:
+    """State of :func:`_match` while it walks the modules in order and fills the layer table of ``arch``."""
 
-    def close(module: _Module) -> None:
-        if pending is not None and (need_bn or need_relu):
-            missing = "SpatialBatchNormalization" if need_bn else "ReLU"
+    def __init__(self, arch: str, info: dict[str, Any]) -> None:
+        self.arch = arch
+        self.info = info
+        self.table_trunk = list(trunk(arch))
+        self.table_heads = list(heads(arch))
+        self.params: TorchParams = {}
+        self.position = 0  # next trunk table row
+        self.channels = 1  # output channels of the trunk so far
+        self.pending: Conv | None = None  # a trunk conv still waiting for its BatchNorm and/or ReLU
+        self.need_bn = self.need_relu = False
+        self.heads_done = 0
+        self.branches: dict[int, str] = {}
+
+    def close(self, module: _Module) -> None:
+        """Raise when the pending trunk convolution still lacks its BatchNorm or ReLU at ``module``."""
+        if self.pending is not None and (self.need_bn or self.need_relu):
+            missing = "SpatialBatchNormalization" if self.need_bn else "ReLU"
             raise ConversionError(
-                f"{module.where}: expected a {missing} after {pending.name} (the {arch} table has "
-                f"{'batch normalisation' if need_bn else 'a ReLU'} there)"
+                f"{module.where}: expected a {missing} after {self.pending.name} (the {self.arch} table has "
+                f"{'batch normalisation' if self.need_bn else 'a ReLU'} there)"
             )
 
-    for module in modules:
+    def feed(self, module: _Module) -> None:
+        """Match one module (containers, ignored modules, convolutions, BatchNorms and poolings)."""
         kind = module.kind
         if kind in ("Sequential", "ConcatTable"):
             if kind == "ConcatTable" and module.context == "trunk":
-                close(module)
-                pending = None
-                if position < len(table_trunk):
-                    left = ", ".join(_describe(layer) for layer in table_trunk[position:])
-                    raise ConversionError(
-                        f"{module.where}: the heads start here, but the {arch} table's layers {left} have no "
-                        f"module in the file"
-                    )
-            continue
+                self.heads_start(module)
+            return
         if kind == "ignored":
-            if module.class_name.endswith(".ReLU") and module.context == "trunk":
-                if pending is not None and need_bn:
-                    close(module)
-                if pending is None or not need_relu:
-                    raise ConversionError(f"{module.where}: a ReLU where the {arch} table has no activation")
-                need_relu = False
-                info["layers"][f"{pending.name}_relu"] = module.path
-            elif module.class_name.endswith(".ReLU") and module.context == "head":
-                raise ConversionError(f"{module.where}: a ReLU on a head; the {arch} table's heads give logits")
-            else:
-                info["ignored"].append(f"{module.path} ({module.class_name})")
-            continue
+            self.ignored(module)
+            return
         if module.context == "tail":
-            raise _unused(module, f"a {module.class_name} after the heads, where the {arch} table has no layer")
+            raise _unused(module, f"a {module.class_name} after the heads, where the {self.arch} table has no layer")
         if kind == "conv" and module.context == "trunk":
-            close(module)
-            if position >= len(table_trunk):
-                raise _unused(module, f"an extra convolution: the {arch} table's trunk ends at {table_trunk[-1].name}")
-            layer = table_trunk[position]
-            if not isinstance(layer, Conv):
-                raise ConversionError(f"{module.where}: a convolution where the {arch} table has {_describe(layer)}")
-            params[layer.name] = _read_conv(module, layer, channels, arch)
-            info["layers"][layer.name] = module.path
-            position += 1
-            channels = layer.filters
-            pending, need_bn, need_relu = layer, layer.batchnorm, layer.relu
+            self.trunk_conv(module)
         elif kind == "bn":
-            if module.context != "trunk" or pending is None or not need_bn:
-                raise _unused(module, f"a batch normalisation where the {arch} table has none")
-            params[pending.name].update(_read_bn(module, pending, info))
-            info["layers"][f"{pending.name}_bn"] = module.path
-            need_bn = False
+            self.batchnorm(module)
         elif kind == "pool":
-            if module.context != "trunk":
-                raise ConversionError(f"{module.where}: a max pooling on a head; the {arch} table has none there")
-            close(module)
-            pending = None
-            if position >= len(table_trunk) or not isinstance(table_trunk[position], Pool):
-                expected = _describe(table_trunk[position]) if position < len(table_trunk) else "no layer"
-                raise ConversionError(f"{module.where}: a max pooling where the {arch} table has {expected}")
-            layer = table_trunk[position]
-            _read_pool(module, layer, arch)
-            info["layers"][layer.name] = module.path
-            position += 1
+            self.pool(module)
         elif kind == "conv":  # a head, inside the ConcatTable
-            if module.branch in branches:
-                raise _unused(module, f"a second convolution in the branch of head {branches[module.branch]}")
-            if heads_done >= len(table_heads):
-                names = ", ".join(head.name for head in table_heads)
-                raise _unused(module, f"an extra head: the {arch} table has {len(table_heads)} heads ({names})")
-            layer = table_heads[heads_done]
-            params[layer.name] = _read_conv(module, layer, channels, arch)
-            info["layers"][layer.name] = module.path
-            branches[module.branch] = layer.name
-            heads_done += 1
-    if pending is not None and (need_bn or need_relu):
-        missing = "SpatialBatchNormalization" if need_bn else "ReLU"
-        raise ConversionError(f"the file ends without the {missing} that the {arch} table has after {pending.name}")
-    unfilled = [layer.name for layer in layer_table(arch) if layer.name not in info["layers"]]
-    if unfilled:
-        raise ConversionError(
-            f"the {arch} table's layers {', '.join(unfilled)} have no module in the file "
-            f"(found {heads_done} of {len(table_heads)} head convolutions in the ConcatTable)"
-        )
-    return params
+            self.head_conv(module)
+
+    def heads_start(self, module: _Module) -> None:
+        """The ConcatTable of the heads: the trunk must be complete."""
+        self.close(module)
+        self.pending = None
+        if self.position < len(self.table_trunk):
+            left = ", ".join(_describe(layer) for layer in self.table_trunk[self.position :])
+            raise ConversionError(
+                f"{module.where}: the heads start here, but the {self.arch} table's layers {left} have no "
+                f"module in the file"
+            )
+
+    def ignored(self, module: _Module) -> None:
+        """A module without parameters: a ReLU is checked against the table, the others are listed."""
+        if module.class_name.endswith(".ReLU") and module.context == "trunk":
+            if self.pending is not None and self.need_bn:
+                self.close(module)
+            if self.pending is None or not self.need_relu:
+                raise ConversionError(f"{module.where}: a ReLU where the {self.arch} table has no activation")
+            self.need_relu = False
+            self.info["layers"][f"{self.pending.name}_relu"] = module.path
+        elif module.class_name.endswith(".ReLU") and module.context == "head":
+            raise ConversionError(f"{module.where}: a ReLU on a head; the {self.arch} table's heads give logits")
+        else:
+            self.info["ignored"].append(f"{module.path} ({module.class_name})")
+
+    def trunk_conv(self, module: _Module) -> None:
+        """A trunk convolution: the next table row, which must be a convolution."""
+        self.close(module)
+        if self.position >= len(self.table_trunk):
+            raise _unused(
+                module, f"an extra convolution: the {self.arch} table's trunk ends at {self.table_trunk[-1].name}"
+            )
+        layer = self.table_trunk[self.position]
+        if not isinstance(layer, Conv):
+            raise ConversionError(f"{module.where}: a convolution where the {self.arch} table has {_describe(layer)}")
+        self.params[layer.name] = _read_conv(module, layer, self.channels, self.arch)
+        self.info["layers"][layer.name] = module.path
+        self.position += 1
+        self.channels = layer.filters
+        self.pending, self.need_bn, self.need_relu = layer, layer.batchnorm, layer.relu
+
+    def batchnorm(self, module: _Module) -> None:
+        """A BatchNorm: only right after a trunk convolution whose table row has one."""
+        if module.context != "trunk" or self.pending is None or not self.need_bn:
+            raise _unused(module, f"a batch normalisation where the {self.arch} table has none")
+        self.params[self.pending.name].update(_read_bn(module, self.pending, self.info))
+        self.info["layers"][f"{self.pending.name}_bn"] = module.path
+        self.need_bn = False
+
+    def pool(self, module: _Module) -> None:
+        """A max pooling: the next trunk table row, which must be a pooling."""
+        if module.context != "trunk":
+            raise ConversionError(f"{module.where}: a max pooling on a head; the {self.arch} table has none there")
+        self.close(module)
+        self.pending = None
+        table = self.table_trunk
+        if self.position >= len(table) or not isinstance(table[self.position], Pool):
+            expected = _describe(table[self.position]) if self.position < len(table) else "no layer"
+            raise ConversionError(f"{module.where}: a max pooling where the {self.arch} table has {expected}")
+        layer = table[self.position]
+        _read_pool(module, layer, self.arch)
+        self.info["layers"][layer.name] = module.path
+        self.position += 1
+
+    def head_conv(self, module: _Module) -> None:
+        """A head convolution: one per ConcatTable branch, in the table's head order."""
+        if module.branch in self.branches:
+            raise _unused(module, f"a second convolution in the branch of head {self.branches[module.branch]}")
+        if self.heads_done >= len(self.table_heads):
+            names = ", ".join(head.name for head in self.table_heads)
+            raise _unused(module, f"an extra head: the {self.arch} table has {len(self.table_heads)} heads ({names})")
+        layer = self.table_heads[self.heads_done]
+        self.params[layer.name] = _read_conv(module, layer, self.channels, self.arch)
+        self.info["layers"][layer.name] = module.path
+        self.branches[module.branch] = layer.name
+        self.heads_done += 1
+
+    def finish(self) -> TorchParams:
+        """Check that nothing is missing at the end of the file and return the parameters."""
+        if self.pending is not None and (self.need_bn or self.need_relu):
+            missing = "SpatialBatchNormalization" if self.need_bn else "ReLU"
+            raise ConversionError(
+                f"the file ends without the {missing} that the {self.arch} table has after {self.pending.name}"
+            )
+        unfilled = [layer.name for layer in layer_table(self.arch) if layer.name not in self.info["layers"]]
+        if unfilled:
+            raise ConversionError(
+                f"the {self.arch} table's layers {', '.join(unfilled)} have no module in the file "
+                f"(found {self.heads_done} of {len(self.table_heads)} head convolutions in the ConcatTable)"
+            )
+        return self.params
+
+
+def _match(modules: list[_Module], arch: str, info: dict[str, Any]) -> TorchParams:
+    """Match the walked modules to the layer table of ``arch``; see the module docstring."""
+    matcher = _Matcher(arch, info)
+    for module in modules:
+        matcher.feed(module)
+    return matcher.finish()
 
 
 def read_t7(path: str | os.PathLike, arch: str | None = None) -> tuple[str, TorchParams, dict[str, Any]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,18 +216,45 @@ def make_dataset(
     batch_size = check_positive(batch_size, "batch_size", integer=True)
     step_samples = int(manifest["step_samples"])
     crop_steps = crop_steps or crop_steps_for(manifest, DEFAULT_CROP_SECONDS)
-    head_classes = {name: int(h["classes"]) for name, h in manifest["heads"].items()}
-    if heads is not None:
-        missing = [h for h in heads if h not in head_classes]
-        if missing:
-            raise ConfigError(
-                f"shards in {str(shard_dir)!r} have no teacher for {missing}; they have {list(head_classes)}"
-            )
-        head_classes = {h: head_classes[h] for h in heads}
+    head_classes = _selected_heads(manifest, heads, shard_dir)
     alignment = crop_alignment(arch, crop_steps, step_samples)
     files = [str(Path(shard_dir) / s["file"]) for s in manifest["shards"] if s["examples"] > 0]
-    total = sum(1 for v in manifest["videos"].values() if v["status"] == "done")
-    usable = sum(1 for v in manifest["videos"].values() if v["status"] == "done" and v["steps"] >= crop_steps)
+    info = _dataset_info(manifest, shard_dir, head_classes, crop_steps, step_samples, alignment)
+    long_enough, decode = _record_functions(info, step_samples, seed=seed, training=training)
+    ds = _record_stream(
+        files, long_enough, training=training, seed=seed, shuffle_buffer=shuffle_buffer, cycle_length=cycle_length
+    )
+    ds = ds.enumerate()
+    if skip_batches:
+        ds = ds.skip(skip_batches * batch_size)
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(_deterministic_options()), info
+
+
+def _selected_heads(manifest: Mapping, heads: Sequence[str] | None, shard_dir: str | os.PathLike) -> dict[str, int]:
+    """Class count per head to train (``heads``, in that order; all the shards' heads when None)."""
+    head_classes = {name: int(h["classes"]) for name, h in manifest["heads"].items()}
+    if heads is None:
+        return head_classes
+    missing = [h for h in heads if h not in head_classes]
+    if missing:
+        raise ConfigError(f"shards in {str(shard_dir)!r} have no teacher for {missing}; they have {list(head_classes)}")
+    return {h: head_classes[h] for h in heads}
+
+
+def _dataset_info(
+    manifest: Mapping,
+    shard_dir: str | os.PathLike,
+    head_classes: dict[str, int],
+    crop_steps: int,
+    step_samples: int,
+    alignment: np.ndarray,
+) -> DatasetInfo:
+    """The :class:`DatasetInfo` of a crop setting; an error when no video is long enough for one crop."""
+    videos = manifest["videos"].values()
+    total = sum(1 for v in videos if v["status"] == "done")
+    usable = sum(1 for v in videos if v["status"] == "done" and v["steps"] >= crop_steps)
     info = DatasetInfo(
         head_classes,
         crop_steps,
@@ -243,60 +270,81 @@ def make_dataset(
             f"no video in {str(shard_dir)!r} is long enough for a crop of {crop_steps} teacher windows "
             f"({crop_steps * manifest['step_seconds']} s); {total} videos are there"
         )
+    return info
+
+
+def _record_functions(info: DatasetInfo, step_samples: int, *, seed: int, training: bool) -> tuple[Callable, Callable]:
+    """``(long_enough(record), decode(index, record))``: the filter and the crop decoder of the record stream."""
+    import tensorflow as tf
 
     scalar = {"num_steps": tf.io.FixedLenFeature([], tf.int64)}
     full = {**scalar, "audio": tf.io.FixedLenFeature([], tf.string)}
-    full.update({h: tf.io.FixedLenFeature([], tf.string) for h in head_classes})
-    align = tf.constant(alignment)
-    crop_samples = crop_steps * step_samples
+    full.update({h: tf.io.FixedLenFeature([], tf.string) for h in info.heads})
+    align = tf.constant(info.alignment)
+    crop_steps, crop_samples = info.crop_steps, info.crop_samples
 
     def long_enough(record):
         return tf.io.parse_single_example(record, scalar)["num_steps"] >= crop_steps
 
     def decode(index, record):
         ex = tf.io.parse_single_example(record, full)
-        num_steps = ex["num_steps"]
-        if training:
-            start = tf.random.stateless_uniform(
-                [],
-                seed=tf.stack([tf.constant(seed, tf.int64), index]),
-                minval=0,
-                maxval=num_steps - crop_steps + 1,
-                dtype=tf.int64,
-            )
-        else:
-            start = tf.constant(0, tf.int64)
+        start = _crop_start(ex["num_steps"], index, crop_steps, seed=seed, training=training)
         pcm = tf.io.decode_raw(ex["audio"], tf.int16, little_endian=True)
         audio = tf.cast(pcm[start * step_samples : start * step_samples + crop_samples], tf.float32) / 32768.0
         audio = tf.ensure_shape(audio, [crop_samples])
         targets = {}
-        for head, classes in head_classes.items():
+        for head, classes in info.heads.items():
             probs = tf.reshape(tf.io.decode_raw(ex[head], tf.float32, little_endian=True), [-1, classes])
             window = probs[start : start + crop_steps]
-            targets[head] = tf.ensure_shape(tf.gather(window, align), [len(alignment), classes])
+            targets[head] = tf.ensure_shape(tf.gather(window, align), [len(info.alignment), classes])
         return audio, targets
 
+    return long_enough, decode
+
+
+def _crop_start(num_steps, index, crop_steps: int, *, seed: int, training: bool):
+    """First teacher window of a record's crop: random (stateless, from ``(seed, index)``) in training, else 0."""
+    import tensorflow as tf
+
+    if not training:
+        return tf.constant(0, tf.int64)
+    return tf.random.stateless_uniform(
+        [],
+        seed=tf.stack([tf.constant(seed, tf.int64), index]),
+        minval=0,
+        maxval=num_steps - crop_steps + 1,
+        dtype=tf.int64,
+    )
+
+
+def _record_stream(
+    files: list[str], long_enough: Callable, *, training: bool, seed: int, shuffle_buffer: int, cycle_length: int
+):
+    """The records of ``files`` long enough for a crop: shuffled, interleaved and repeated forever in training,
+    one pass in order otherwise."""
+    import tensorflow as tf
+
+    if not training:
+        return tf.data.TFRecordDataset(files).filter(long_enough)
     ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-        ds = ds.interleave(
-            tf.data.TFRecordDataset,
-            cycle_length=max(1, min(cycle_length, len(files))),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-        ds = ds.filter(long_enough).shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-    else:
-        ds = tf.data.TFRecordDataset(files).filter(long_enough)
-    ds = ds.enumerate()
-    if skip_batches:
-        ds = ds.skip(skip_batches * batch_size)
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(cycle_length, len(files))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return ds.filter(long_enough).shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+
+
+def _deterministic_options():
+    """``tf.data.Options`` of the pipeline: deterministic order, automatic sharding across workers."""
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
-    return ds.with_options(options), info
+    return options
 
 
 # ------------------------------------------------------------------------------------------- synthetic data

@@ -365,6 +365,79 @@ def process_video(
     return audio[: windows * step_samples], distributions
 
 
+def _open_manifest(output: Path, teachers: Mapping[str, Teacher], step_seconds: float) -> dict:
+    """The manifest of ``output``: the existing one (which must have the same settings) or a new one, written."""
+    heads = {h: {"classes": t.classes, "teacher": t.spec.description} for h, t in teachers.items()}
+    if not (output / "manifest.json").exists():
+        manifest = new_manifest(step_seconds, heads)
+        write_manifest(output, manifest)
+        return manifest
+    manifest = read_manifest(output)
+    if manifest["step_seconds"] != float(step_seconds) or manifest["heads"] != heads:
+        raise ConfigError(
+            f"{output} already holds shards made with other settings (step {manifest['step_seconds']} s, heads "
+            f"{manifest['heads']}); now step {float(step_seconds)} s, heads {heads}. Use another output folder"
+        )
+    return manifest
+
+
+def _videos_to_do(
+    videos: Sequence[str | os.PathLike], manifest: Mapping, retry_failed: bool, report: ExtractReport
+) -> list[str]:
+    """Resolved paths of the videos still to process; the others (done, or failed) go to ``report.skipped``."""
+    todo = []
+    for video in videos:
+        key = str(Path(video).resolve())
+        state = manifest["videos"].get(key, {}).get("status")
+        if state == "done" or (state == "failed" and not retry_failed):
+            report.skipped.append(key)
+        else:
+            todo.append(key)
+    return todo
+
+
+class _ShardSink:
+    """The shard being written: opened on the first record, entered in the manifest when closed."""
+
+    def __init__(self, output: Path, manifest: dict) -> None:
+        self.output = output
+        self.manifest = manifest
+        self.step_samples = manifest["step_samples"]
+        self.writer: ShardWriter | None = None
+
+    def add(self, key: str, audio: np.ndarray, distributions: Mapping[str, np.ndarray]) -> int:
+        """Write one video's record (opening a shard if none is open); returns its number of windows."""
+        if self.writer is None:
+            self.writer = ShardWriter(self.output, next_shard_index(self.manifest))
+        steps = len(audio) // self.step_samples
+        self.writer.write(key, encode_record(key, audio, distributions, self.step_samples), steps)
+        return steps
+
+    def videos(self) -> int:
+        """Number of videos in the open shard (0 when none is open)."""
+        return 0 if self.writer is None else len(self.writer.videos)
+
+    def close(self) -> None:
+        """Close the open shard, if any, and record it and its videos in the manifest (written)."""
+        if self.writer is not None:
+            self.writer.close()
+            add_shard(self.manifest, self.writer)
+            write_manifest(self.output, self.manifest)
+            self.writer = None
+
+    def abandon(self) -> None:
+        """Drop the open shard, if any (interrupted: its videos are redone on the next run)."""
+        if self.writer is not None:
+            self.writer.abandon()
+
+
+def _record_failure(output: Path, manifest: dict, report: ExtractReport, key: str, exc: VideoError) -> None:
+    """Record a broken video as failed in the report and the manifest (written)."""
+    report.failed.append((key, str(exc)))
+    manifest["videos"][key] = {"status": "failed", "error": str(exc)}
+    write_manifest(output, manifest)
+
+
 def extract_shards(
     videos: Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
@@ -383,28 +456,10 @@ def extract_shards(
     videos_per_shard = check_positive(videos_per_shard, "videos_per_shard", integer=True)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    heads = {h: {"classes": t.classes, "teacher": t.spec.description} for h, t in teachers.items()}
-    if (output / "manifest.json").exists():
-        manifest = read_manifest(output)
-        if manifest["step_seconds"] != float(step_seconds) or manifest["heads"] != heads:
-            raise ConfigError(
-                f"{output} already holds shards made with other settings (step {manifest['step_seconds']} s, heads "
-                f"{manifest['heads']}); now step {float(step_seconds)} s, heads {heads}. Use another output folder"
-            )
-    else:
-        manifest = new_manifest(step_seconds, heads)
-        write_manifest(output, manifest)
-    step_samples = manifest["step_samples"]
+    manifest = _open_manifest(output, teachers, step_seconds)
+    shards = _ShardSink(output, manifest)
     report = ExtractReport()
-    writer: ShardWriter | None = None
-    todo = []
-    for video in videos:
-        key = str(Path(video).resolve())
-        state = manifest["videos"].get(key, {}).get("status")
-        if state == "done" or (state == "failed" and not retry_failed):
-            report.skipped.append(key)
-        else:
-            todo.append(key)
+    todo = _videos_to_do(videos, manifest, retry_failed, report)
     say(f"{len(todo)} video(s) to process, {len(report.skipped)} already done or failed before")
     try:
         for i, key in enumerate(todo, 1):
@@ -412,27 +467,14 @@ def extract_shards(
                 audio, distributions = process_video(Path(key), teachers, step_seconds, ffmpeg, ffprobe)
             except VideoError as exc:
                 say(f"[{i}/{len(todo)}] skipped: {exc}")
-                report.failed.append((key, str(exc)))
-                manifest["videos"][key] = {"status": "failed", "error": str(exc)}
-                write_manifest(output, manifest)
+                _record_failure(output, manifest, report, key, exc)
                 continue
-            if writer is None:
-                writer = ShardWriter(output, next_shard_index(manifest))
-            steps = len(audio) // step_samples
-            writer.write(key, encode_record(key, audio, distributions, step_samples), steps)
+            steps = shards.add(key, audio, distributions)
             report.done.append(key)
             say(f"[{i}/{len(todo)}] {Path(key).name}: {steps} window(s)")
-            if len(writer.videos) >= videos_per_shard:
-                writer.close()
-                add_shard(manifest, writer)
-                write_manifest(output, manifest)
-                writer = None
-        if writer is not None:
-            writer.close()
-            add_shard(manifest, writer)
-            write_manifest(output, manifest)
-            writer = None
+            if shards.videos() >= videos_per_shard:
+                shards.close()
+        shards.close()
     finally:
-        if writer is not None:  # interrupted: the open shard's videos are redone on the next run
-            writer.abandon()
+        shards.abandon()
     return report

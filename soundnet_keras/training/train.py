@@ -35,7 +35,7 @@ from pathlib import Path
 from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, heads, layer_table, trunk
 from ..errors import ConfigError
 from ..validation import check_positive
-from .data import crop_steps_for, make_dataset, read_manifest
+from .data import DatasetInfo, crop_steps_for, make_dataset, read_manifest
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -273,16 +273,18 @@ class _StepCheckpoint:
         return StepCheckpoint()
 
 
-def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: Callable[[str], None] | None = None):
-    """Train a student on ``config.shards`` (see the module docstring); returns a :class:`TrainResult`.
+@dataclass(frozen=True)
+class _Workspace:
+    """Where this process writes: the output folder and its backup folder, and whether it is the chief."""
 
-    ``callbacks`` are extra Keras callbacks (run after the built-in ones); ``strategy`` overrides
-    ``config.strategy`` with a ready ``tf.distribute`` strategy.
-    """
-    import keras
-    import tensorflow as tf
+    output: Path
+    backup_dir: Path
+    worker: int
+    chief: bool
 
-    say = log or (lambda message: None)
+
+def _checked_settings(config: TrainConfig) -> tuple[int, int, int, int]:
+    """``(steps, batch_size, checkpoint_every, crop_steps)`` of ``config``, checked before anything is built."""
     steps = check_positive(config.steps, "steps", integer=True)
     batch_size = check_positive(config.batch_size, "batch_size", integer=True)
     every = check_positive(min(config.checkpoint_every, steps), "checkpoint_every", integer=True)
@@ -290,31 +292,120 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
         raise ConfigError(f"learning_rate must be positive, got {config.learning_rate!r}")
     layer_table(config.arch)
     manifest = read_manifest(config.shards)
-    crop_steps = crop_steps_for(manifest, config.crop_seconds)
+    return steps, batch_size, every, crop_steps_for(manifest, config.crop_seconds)
 
+
+def _seed_everything(config: TrainConfig) -> None:
+    """Seed Python, NumPy and TensorFlow; with ``config.deterministic``, make TensorFlow's ops deterministic too."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _replicas(strategy, batch_size: int) -> int:
+    """The strategy's number of replicas, which must divide the global batch."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ConfigError(
+            f"the global batch size {batch_size} must be divisible by the number of replicas ({replicas})"
+        )
+    return replicas
+
+
+def _epochs(steps: int, every: int, say: Callable[[str], None]) -> int:
+    """Checkpoint intervals (Keras epochs) to run: ``steps`` rounded up to whole intervals (said when rounded)."""
+    epochs = math.ceil(steps / every)
+    if epochs * every != steps:
+        say(f"steps rounded up from {steps} to {epochs * every}, a whole number of checkpoint intervals")
+    return epochs
+
+
+def _workspace(output_dir: Path) -> _Workspace:
+    """Create ``output_dir``; the chief backs up in ``backup/``, other workers in ``backup/worker-N``."""
+    _, worker, chief = worker_info()
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    backup_dir = output / "backup" if chief else output / "backup" / f"worker-{worker}"
+    return _Workspace(output, backup_dir, worker, chief)
+
+
+def _resume_epoch(backup_dir: Path, every: int, say: Callable[[str], None]) -> int:
+    """The epoch a backup in ``backup_dir`` resumes at (0 without one), said when there is one."""
+    start_epoch = backed_up_epoch(backup_dir)
+    if start_epoch:
+        say(f"resuming from the backup in {backup_dir} at step {start_epoch * every}")
+    return start_epoch
+
+
+def _run_summary(
+    config: TrainConfig, info: DatasetInfo, crop_steps: int, replicas: int, batch_size: int, lr: float
+) -> str:
+    """The one-line description of the run said before the model is built."""
+    return (
+        f"{config.arch}: {info.usable_examples} of {info.total_examples} videos usable, crops of {crop_steps} x "
+        f"{info.step_seconds:g} s -> {info.frames} frames per head, heads {info.heads}; {replicas} replica(s), "
+        f"global batch {batch_size}, lr {lr:g}, precision {config.precision}"
+    )
+
+
+def _training_callbacks(
+    config: TrainConfig,
+    workspace: _Workspace,
+    every: int,
+    source: str,
+    written: list[Path],
+    say: Callable[[str], None],
+) -> list:
+    """The built-in callbacks: backup and restore, numbered checkpoints and, when wanted, TensorBoard logs."""
+    import keras
+
+    output = workspace.output
+    checkpoint_dir = output / "checkpoints" if workspace.chief else Path(tempfile.mkdtemp(prefix="soundnet-worker-"))
+    cbs = [
+        keras.callbacks.BackupAndRestore(str(workspace.backup_dir), save_freq="epoch", delete_checkpoint=False),
+        _StepCheckpoint.create(config.arch, checkpoint_dir, every, source, written),
+    ]
+    if _tensorboard_wanted(config.tensorboard, say):
+        logs = output / "logs" if workspace.chief else output / "logs" / f"worker-{workspace.worker}"
+        cbs.append(keras.callbacks.TensorBoard(str(logs), update_freq=max(1, min(every, 50))))
+    return cbs
+
+
+def _export_final(
+    model, config: TrainConfig, workspace: _Workspace, source: str, say: Callable[[str], None]
+) -> Path | None:
+    """Write the final weights (chief only) and return their path, or None on other workers."""
+    if not workspace.chief:
+        return None
+    name = "final.weights.h5" if standard_heads(model) else "final_keras.weights.h5"
+    weights_path = export_weights(model, config.arch, workspace.output / name, source)
+    say(f"wrote {weights_path}")
+    return weights_path
+
+
+def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: Callable[[str], None] | None = None):
+    """Train a student on ``config.shards`` (see the module docstring); returns a :class:`TrainResult`.
+
+    ``callbacks`` are extra Keras callbacks (run after the built-in ones); ``strategy`` overrides
+    ``config.strategy`` with a ready ``tf.distribute`` strategy.
+    """
+    import keras
+
+    say = log or (lambda message: None)
+    steps, batch_size, every, crop_steps = _checked_settings(config)
     previous_policy = keras.mixed_precision.global_policy()
     set_precision(config.precision)
     try:
-        keras.utils.set_random_seed(config.seed)
-        if config.deterministic:
-            tf.config.experimental.enable_op_determinism()
+        _seed_everything(config)
         strategy = strategy or make_strategy(config.strategy, config.devices)
-        replicas = strategy.num_replicas_in_sync
-        if batch_size % replicas:
-            raise ConfigError(
-                f"the global batch size {batch_size} must be divisible by the number of replicas ({replicas})"
-            )
+        replicas = _replicas(strategy, batch_size)
         lr = config.learning_rate * (batch_size / REFERENCE_BATCH if config.scale_lr else 1.0)
-        epochs = math.ceil(steps / every)
-        if epochs * every != steps:
-            say(f"steps rounded up from {steps} to {epochs * every}, a whole number of checkpoint intervals")
-        _, worker, chief = worker_info()
-        output = Path(config.output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        backup_dir = output / "backup" if chief else output / "backup" / f"worker-{worker}"
-        start_epoch = backed_up_epoch(backup_dir)
-        if start_epoch:
-            say(f"resuming from the backup in {backup_dir} at step {start_epoch * every}")
+        epochs = _epochs(steps, every, say)
+        workspace = _workspace(config.output_dir)
+        start_epoch = _resume_epoch(workspace.backup_dir, every, say)
         dataset, info = make_dataset(
             config.shards,
             arch=config.arch,
@@ -325,33 +416,18 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
             shuffle_buffer=config.shuffle_buffer,
             skip_batches=start_epoch * every,
         )
-        say(
-            f"{config.arch}: {info.usable_examples} of {info.total_examples} videos usable, crops of {crop_steps} x "
-            f"{info.step_seconds:g} s -> {info.frames} frames per head, heads {info.heads}; {replicas} replica(s), "
-            f"global batch {batch_size}, lr {lr:g}, precision {config.precision}"
-        )
+        say(_run_summary(config, info, crop_steps, replicas, batch_size, lr))
         with strategy.scope():
             model = build_student(config.arch, info.heads, init=config.init)
             compile_student(model, learning_rate=lr, beta_1=config.beta_1, loss_lambda=config.loss_lambda)
         source = f"soundnet-train on {config.shards}"
         written: list[Path] = []
-        checkpoint_dir = output / "checkpoints" if chief else Path(tempfile.mkdtemp(prefix="soundnet-worker-"))
-        cbs = [
-            keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=False),
-            _StepCheckpoint.create(config.arch, checkpoint_dir, every, source, written),
-        ]
-        if _tensorboard_wanted(config.tensorboard, say):
-            logs = output / "logs" if chief else output / "logs" / f"worker-{worker}"
-            cbs.append(keras.callbacks.TensorBoard(str(logs), update_freq=max(1, min(every, 50))))
+        cbs = _training_callbacks(config, workspace, every, source, written, say)
         cbs.extend(callbacks)
         history = model.fit(
             dataset, epochs=epochs, steps_per_epoch=every, callbacks=cbs, verbose=config.verbose, shuffle=False
         )
-        weights_path = None
-        if chief:
-            name = "final.weights.h5" if standard_heads(model) else "final_keras.weights.h5"
-            weights_path = export_weights(model, config.arch, output / name, source)
-            say(f"wrote {weights_path}")
+        weights_path = _export_final(model, config, workspace, source, say)
         return TrainResult(model, epochs * every, dict(history.history), weights_path, written, lr, replicas)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
