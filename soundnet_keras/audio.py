@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .architecture import SAMPLE_RATE
-from .errors import AudioError, ConfigError, SoundNetError
+from .errors import AudioError, AudioTypeError, ConfigError, SoundNetError
 
 FLOAT_RANGE_LIMIT = 4.0
 """A float waveform whose peak exceeds this is rejected as not being in [-1, 1] (integer samples passed as float)."""
@@ -51,10 +51,15 @@ def as_waveform(waveform: object, *, name: str = "waveform", allow_batch: bool =
         array = np.asarray(waveform)
     except (TypeError, ValueError) as exc:
         raise AudioError(f"{name} must be an array of samples: {exc}") from None
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise AudioError(f"{name} must be a numeric array of samples, got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.complexfloating) or array.dtype == bool:
-        raise AudioError(f"{name} must hold real samples, got dtype {array.dtype}")
+    if array.dtype == object:  # e.g. a pandas object column: numbers are fine, anything else is named
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise AudioTypeError(f"{name} must hold numbers (samples), but an element is not one: {exc}") from None
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise AudioError(f"{name} has dtype {array.dtype}: Complex data not supported, pass real samples")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise AudioTypeError(f"{name} must be a numeric array of samples, got dtype {array.dtype}")
     max_ndim = 2 if allow_batch else 1
     if array.ndim == 0 or array.ndim > max_ndim:
         shape = "(samples,), (samples, channels) or, with batch=True, (clips, samples)" if allow_batch else "(samples,)"

@@ -38,6 +38,10 @@ class AudioError(SoundNetError, ValueError):
     """A waveform or an audio file cannot be used (unreadable, empty, NaN/Inf samples, wrong shape...)."""
 
 
+class AudioTypeError(AudioError, TypeError):
+    """A waveform holds things that are not numbers (strings, objects): also a ``TypeError``, as NumPy raises."""
+
+
 class WeightsError(SoundNetError):
     """Weights cannot be loaded: missing or unused parameters, wrong shapes, bad or corrupt file."""
 

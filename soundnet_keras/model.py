@@ -14,7 +14,7 @@ from . import architecture as arch_mod
 from .architecture import SAMPLE_RATE, Geometry, PadMode, geometry, output_names
 from .audio import read_inputs
 from .errors import ConfigError
-from .network import build_network, compile_inference, get_params, set_params
+from .network import build_network, build_serving_model, compile_inference, export_serving, get_params, set_params
 from .results import ClipResult, Features, HeadScores
 from .running import run_clip, run_clips
 from .weights import WeightsFile, category_names, load_weights, save_weights
@@ -59,6 +59,26 @@ class Prediction(ClipResult):
     def top(self, head: str = "scenes", k: int = 5, frame: int | None = None) -> list[tuple[str, float]]:
         """The ``k`` most probable names of ``head`` with their probabilities (clip mean, or one frame)."""
         return self.head(head).top(k, frame)
+
+    @classmethod
+    def from_heads(
+        cls, heads: dict[str, Features], categories: dict[str, Sequence[str]], source: str = ""
+    ) -> Prediction:
+        """The prediction of the two heads' logits ``heads`` (softmax per frame) with their ``categories``."""
+        objects = heads["objects"]
+        return cls(
+            {
+                name: HeadScores(softmax(heads[name].values.astype(np.float64), axis=-1), list(categories[name]))
+                for name in ("objects", "scenes")
+            },
+            objects.times,
+            objects.input_samples / SAMPLE_RATE,
+            source,
+            objects.padded_to_s,
+            objects.padded_frames,
+            num_samples=objects.num_samples,
+            input_samples=objects.input_samples,
+        )
 
 
 DEFAULT_CHUNK_SECONDS = 120.0
@@ -155,8 +175,6 @@ class SoundNet:
         :attr:`keras_model` is the bare network: it needs ``geometry("objects").min_samples`` samples and knows no
         policy. Save or export this model instead (see :meth:`export`).
         """
-        from .network import build_serving_model
-
         return build_serving_model(self.keras_model, self.arch)
 
     def export(self, path: str | os.PathLike, *, format: str = "keras") -> Path:
@@ -166,17 +184,7 @@ class SoundNet:
         Load the ``.keras`` file with ``keras.saving.load_model(path)`` (``safe_mode=True`` works: no lambdas) after
         ``import soundnet_keras.network``, which registers the two policy layers (``LoopPad``, ``KeepFrames``).
         """
-        path = Path(path)
-        model = self.serving_model()
-        if format == "keras":
-            if path.suffix != ".keras":
-                raise ConfigError(f"a Keras model file must end in .keras, got {str(path)!r}")
-            model.save(path)
-        elif format == "tf_saved_model":
-            model.export(str(path), format="tf_saved_model", verbose=False)
-        else:
-            raise ConfigError(f"unknown export format {format!r}: expected 'keras' or 'tf_saved_model'")
-        return path
+        return export_serving(self.keras_model, self.arch, path, format)
 
     # ------------------------------------------------------------------------------------------------- geometry
     @property
@@ -282,26 +290,21 @@ class SoundNet:
         if is_list:
             sources = [_source(item) for item in waveform]  # type: ignore[union-attr]
             runs = run_clips(self.forward, self.arch, audio, names, pad, batch_size, self.chunk_seconds)
-            return [self._prediction(out, source) for out, source in zip(runs, sources, strict=True)]
-        return self._prediction(
-            run_clip(self.forward, self.arch, audio, names, pad, self.chunk_seconds), _source(waveform)
-        )
+            return [
+                Prediction.from_heads(out, self.categories, source) for out, source in zip(runs, sources, strict=True)
+            ]
+        heads = run_clip(self.forward, self.arch, audio, names, pad, self.chunk_seconds)
+        return Prediction.from_heads(heads, self.categories, _source(waveform))
 
-    def _prediction(self, heads: dict[str, Features], source: str = "") -> Prediction:
-        objects = heads["objects"]
-        return Prediction(
-            {
-                name: HeadScores(softmax(heads[name].values.astype(np.float64), axis=-1), self.categories[name])
-                for name in ("objects", "scenes")
-            },
-            objects.times,
-            objects.input_samples / SAMPLE_RATE,
-            source,
-            objects.padded_to_s,
-            objects.padded_frames,
-            num_samples=objects.num_samples,
-            input_samples=objects.input_samples,
-        )
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle / deepcopy state (joblib workers, scikit-learn's clone): weights as arrays, no compiled graph."""
+        weights = WeightsFile(self.arch, get_params(self.keras_model), self.weights_source, categories=self.categories)
+        return {"weights": weights, "jit_compile": self.jit_compile, "chunk_seconds": self.chunk_seconds}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        weights = state["weights"]
+        self.__init__(weights.architecture, weights=weights)  # type: ignore[misc, union-attr]
+        self.jit_compile, self.chunk_seconds = state["jit_compile"], state["chunk_seconds"]
 
     def __repr__(self) -> str:
         return f"SoundNet({self.arch!r}, weights={self.weights_source!r})"

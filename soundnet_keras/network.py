@@ -13,7 +13,9 @@ variables on every call, so it never goes stale.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -278,3 +280,23 @@ def build_serving_model(network: keras.Model, arch: str) -> keras.Model:
     keep = KeepFrames(short_below, geo.min_samples, geo.hop, name="keep_frames")
     outputs = {name: keep([logits[name], waveform]) for name in HEAD_NAMES}
     return keras.Model(waveform, outputs, name=f"{network.name}_serving")
+
+
+EXPORT_FORMATS = ("keras", "tf_saved_model")
+
+
+def export_serving(network: keras.Model, arch: str, path: str | os.PathLike, export_format: str = "keras") -> Path:
+    """Write :func:`build_serving_model` of ``network``: a ``.keras`` file (``export_format="keras"``), or a SavedModel
+    folder (``"tf_saved_model"``) whose ``serve`` signature takes (batch, samples) float32 and needs nothing of this
+    package."""
+    path = Path(path)
+    if export_format not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {export_format!r}: expected 'keras' or 'tf_saved_model'")
+    if export_format == "keras" and path.suffix != ".keras":
+        raise ConfigError(f"a Keras model file must end in .keras, got {str(path)!r}")
+    model = build_serving_model(network, arch)
+    if export_format == "keras":
+        model.save(path)
+    else:
+        model.export(str(path), format="tf_saved_model", verbose=False)
+    return path

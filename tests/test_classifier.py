@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -20,9 +22,12 @@ from soundnet_keras.transfer import (
     classify_files,
     cross_val_accuracy,
     load_classifier,
+    read_format,
     sliding_windows,
     window_frames,
 )
+from soundnet_keras.transfer.clip_classifier import saved_settings
+from soundnet_keras.transfer.windows import window_rows
 
 
 # ------------------------------------------------------------------------------------------------------ fixtures
@@ -129,9 +134,12 @@ def test_binary_and_integer_labels(pretrained_net, rng) -> None:
         model.fit(clips, targets)
         assert model.head_.weights.shape == (2, 32)
         assert list(model.predict(clips)) == targets
-        scores = model.decision_function(clips)
-        if head == "svm":  # one decision value s per clip: class 8 scores +s, class 7 -s
-            np.testing.assert_allclose(scores[:, 0], -scores[:, 1])
+        scores = model.decision_function(clips)  # scikit-learn's binary convention: one column, > 0 is classes_[1]
+        assert scores.shape == (len(clips),)
+        assert list(model.classes_[(scores > 0).astype(int)]) == targets
+        if head == "svm":  # one decision value s per window: class 8 scores +s, class 7 -s
+            for windows in model.window_scores(clips):
+                np.testing.assert_allclose(windows[:, 0], -windows[:, 1])
 
 
 def test_c_grid_is_tuned_on_training_clips_only(pretrained_net, rng) -> None:
@@ -149,9 +157,11 @@ def test_save_load_round_trip_gives_identical_scores(pretrained_net, rng, tmp_pa
     for head in ("svm", "logistic"):
         model = ClipClassifier(head, net=pretrained_net, cache=False, standardize=True, window=0.5)
         model.fit(clips, labels)
-        path = model.save(tmp_path / f"{head}.head.h5")
-        with h5py.File(path, "r") as f:
-            assert f.attrs["format"] == FORMAT
+        path = model.save(tmp_path / f"{head}.head.keras")
+        assert read_format(path) == FORMAT
+        plain = keras.saving.load_model(path, safe_mode=True)  # Keras alone reads it: window rows -> scores
+        rows = window_rows(model.features(clips[:1])[0], model.layers_, model.window_frames_, model.window_features)
+        np.testing.assert_allclose(np.asarray(plain(rows)), model.head_.scores(rows), rtol=1e-12, atol=1e-12)
         loaded = load_classifier(path, net=pretrained_net)
         assert isinstance(loaded, ClipClassifier)
         assert loaded.classes == model.classes and loaded.window_frames_ == model.window_frames_
@@ -162,7 +172,7 @@ def test_save_load_round_trip_gives_identical_scores(pretrained_net, rng, tmp_pa
 
 
 def test_load_rejects_foreign_and_broken_files(tmp_path: Path) -> None:
-    other = tmp_path / "other.h5"
+    other = tmp_path / "other.keras"
     with h5py.File(other, "w") as f:
         f.attrs["format"] = "something/1"
     with pytest.raises(ConfigError, match="format attribute is 'something/1'"):
@@ -171,10 +181,31 @@ def test_load_rejects_foreign_and_broken_files(tmp_path: Path) -> None:
         ClipClassifier.load(other)
     text = tmp_path / "head.h5"
     text.write_text("not hdf5")
-    with pytest.raises(ConfigError, match="HDF5 expected"):
+    with pytest.raises(ConfigError, match=r"not a classifier file \(.keras expected\)"):
         load_classifier(text)
+    plain = tmp_path / "plain.keras"  # a Keras model, but not one of ours
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(plain)
+    with pytest.raises(ConfigError, match=r"not a soundnet_keras head file: it has no soundnet_keras\.json"):
+        ClipClassifier.load(plain)
+    with pytest.raises(ConfigError, match="not a soundnet_keras classifier file"):
+        load_classifier(plain)
+
+
+def test_first_format_head_files_still_load(pretrained_net, rng, tmp_path: Path) -> None:
+    """Heads saved by the first release (HDF5, soundnet_keras.head/1) load and score as before."""
+    clips, labels = synthetic_clips(rng)
+    model = ClipClassifier(net=pretrained_net, cache=False, standardize=True, window=0.5).fit(clips, labels)
+    old = tmp_path / "old.head.h5"
+    with h5py.File(old, "w") as f:
+        f.attrs["format"] = "soundnet_keras.head/1"
+        f.attrs["settings"] = json.dumps(saved_settings(model))
+        for name in ("weights", "bias", "mean", "scale"):
+            f.create_dataset(name, data=getattr(model.head_, name))
+    loaded = load_classifier(old, net=pretrained_net)
+    np.testing.assert_array_equal(loaded.decision_function(clips), model.decision_function(clips))
     with pytest.raises(ConfigError, match="does not exist"):
-        load_classifier(tmp_path / "absent.h5")
+        load_classifier(tmp_path / "absent.keras")
 
 
 # --------------------------------------------------------------------------------------------------- bad input
@@ -272,7 +303,7 @@ def test_classifier_on_real_files_round_trip(pretrained_net, small_split, featur
     model = ClipClassifier("logistic", net=pretrained_net, duration=10, standardize=True, cache_dir=feature_cache)
     model.fit(train_x, train_y)
     assert model.score(test_x, test_y) >= 0.75
-    path = model.save(tmp_path / "real.head.h5")
+    path = model.save(tmp_path / "real.head.keras")
     loaded = load_classifier(path, net=pretrained_net, cache_dir=feature_cache)
     results = classify_files(loaded, test_x[:3])
     again = model.predict_files(test_x[:3])
@@ -314,7 +345,7 @@ def test_train_head_cli_folder_layout(pretrained_path, small_split, feature_cach
     from soundnet_keras.cli.train_head import main
 
     data = _class_folders(tmp_path / "data", small_split)
-    out = tmp_path / "my.head.h5"
+    out = tmp_path / "my.head.keras"
     code = main(
         [
             str(data),
@@ -344,21 +375,23 @@ def test_train_head_cli_errors(pretrained_path, small_split, tmp_path, capsys) -
 
     data = _class_folders(tmp_path / "data", small_split)
     (data / "empty_class").mkdir()
-    assert main([str(data), "-o", str(tmp_path / "h.h5")]) == 2
+    assert main([str(data), "-o", str(tmp_path / "h.keras")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: class folder(s) without audio files") and err.count("\n") == 1
     (data / "empty_class").rmdir()
     only = tmp_path / "one.csv"
     only.write_text("file,label\n" + "".join(f"{p},dog\n" for p in small_split[0][:3]))
-    assert main([str(only), "-o", str(tmp_path / "h.h5")]) == 2
+    assert main([str(only), "-o", str(tmp_path / "h.keras")]) == 2
     assert "need at least 2 classes" in capsys.readouterr().err
     missing = tmp_path / "missing.csv"
     missing.write_text(f"{small_split[0][0]},dog\nnowhere/absent.wav,rain\n")
-    assert main([str(missing), "-o", str(tmp_path / "h.h5")]) == 2
+    assert main([str(missing), "-o", str(tmp_path / "h.keras")]) == 2
     assert "1 file(s) listed" in capsys.readouterr().err
-    assert main([str(data), "-o", str(tmp_path / "h.h5"), "--layer", "pool9", "--weights", str(pretrained_path)]) == 2
+    assert (
+        main([str(data), "-o", str(tmp_path / "h.keras"), "--layer", "pool9", "--weights", str(pretrained_path)]) == 2
+    )
     assert "unknown layer 'pool9'" in capsys.readouterr().err
-    assert main([str(tmp_path / "nothing"), "-o", str(tmp_path / "h.h5")]) == 2
+    assert main([str(tmp_path / "nothing"), "-o", str(tmp_path / "h.keras")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -220,7 +220,7 @@ def test_classify_with_a_trained_head(shared_dir, pretrained_net, pretrained_pat
     paths = sorted(p for p in audio.glob("1-*.wav") if p.stem.rsplit("-", 1)[1] in wanted)
     labels = [wanted[p.stem.rsplit("-", 1)[1]] for p in paths]
     head = ClipClassifier(head="logistic", net=pretrained_net, cache_dir=tmp_path / "cache").fit(paths, labels)
-    head_file = head.save(tmp_path / "three.head.h5")
+    head_file = head.save(tmp_path / "three.head.keras")
     tests = sorted(p for p in audio.glob("2-*.wav") if p.stem.rsplit("-", 1)[1] in wanted)[:6]
     proc = run("classify", *tests, "--head", head_file, "--json", "--frames", "-k", "3",
                "--weights", pretrained_path, "-q", cwd=tmp_path)  # fmt: skip

@@ -101,7 +101,8 @@ def test_paper_protocol_settings_and_window_counts(esc_root: Path, pretrained_ne
         assert model.head_.weights.shape == (2, dims)
         windows = model.window_scores(paths[:1])[0]
         assert windows.shape == (count, 2)
-        np.testing.assert_allclose(model.decision_function(paths[:1])[0], windows.mean(axis=0), rtol=1e-12)
+        mean = windows.mean(axis=0)  # binary: one decision value, classes_[1]'s mean score minus classes_[0]'s
+        np.testing.assert_allclose(model.decision_function(paths[:1])[0], mean[1] - mean[0], rtol=1e-12)
 
 
 def test_paper_protocol_on_esc10_dev(paper_results) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -17,7 +18,7 @@ def esc10_result(shared_dir: Path, pretrained_path: Path, tmp_path_factory: pyte
     clips = clips_from_csv(root / "meta" / "esc50.csv", audio_dir=root / "audio")
     train_idx, val_idx = split_clips(clips, val_fold="2")
     result = finetune(clips, train_idx, val_idx, FinetuneConfig(init=str(pretrained_path), epochs=5), verbose=0)
-    path = result.classifier.save(tmp_path_factory.mktemp("finetuned") / "esc10.h5")
+    path = result.classifier.save(tmp_path_factory.mktemp("finetuned") / "esc10.keras")
     return clips, val_idx, result, path
 
 
@@ -29,14 +30,19 @@ def test_finetune_on_esc10_beats_chance_on_held_out_fold(esc10_result) -> None:
 
 def test_export_load_predict_round_trip(esc10_result) -> None:
     from soundnet_keras.audio import load_audio
+    from soundnet_keras.keras_files import read_metadata, weighted_layers
     from soundnet_keras.training.finetune import FINETUNED_FORMAT, load_finetuned
 
     clips, val_idx, result, path = esc10_result
-    with h5py.File(path, "r") as f:
-        assert f.attrs["format"] == FINETUNED_FORMAT and f.attrs["layer"] == "pool5" and f.attrs["arch"] == "soundnet8"
-        assert "head" in f["weights"] and "conv1_bn" in f["weights"] and "conv6" not in f["weights"]
+    meta = read_metadata(path, [FINETUNED_FORMAT], "fine-tuned model")
+    assert meta["layer"] == "pool5" and meta["arch"] == "soundnet8" and meta["classes"] == clips.classes
+    plain = keras.saving.load_model(path, safe_mode=True)  # Keras alone: waveform -> class probabilities
+    layers = weighted_layers(plain)
+    assert "head" in layers and "conv1_bn" in layers and "conv6" not in layers
     loaded = load_finetuned(path)
     assert loaded.classes == clips.classes
+    audio = np.random.default_rng(0).uniform(-0.3, 0.3, (1, 5 * 22050)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(plain(audio)), np.asarray(loaded.model(audio)), atol=1e-6)
     files = [clips.paths[i] for i in val_idx[:3]]
     predictions = loaded.predict_files(files)
     for file, prediction in zip(files, predictions, strict=True):
@@ -57,16 +63,16 @@ def test_load_finetuned_rejects_other_files(tmp_path: Path) -> None:
     from soundnet_keras.errors import WeightsError
     from soundnet_keras.training.finetune import load_finetuned
 
-    other = tmp_path / "other.h5"
+    other = tmp_path / "other.keras"
     with h5py.File(other, "w") as f:
         f.attrs["format"] = "something-else"
-    with pytest.raises(WeightsError, match=r"expected format 'soundnet_keras.finetuned/1', found 'something-else'"):
+    with pytest.raises(WeightsError, match=r"expected format 'soundnet_keras.finetuned/2', found 'something-else'"):
         load_finetuned(other)
 
 
 def test_finetune_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from soundnet_keras.cli.finetune import main
 
-    assert main(["--csv", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "m.h5")]) == 2
+    assert main(["--csv", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "m.keras")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: CSV file") and "missing.csv" in err and err.count("\n") == 1

@@ -264,7 +264,7 @@ def test_clear_cache_flag(pretrained_path, shared_dir, tmp_path, capsys):
     args = [
         str(data),
         "-o",
-        str(tmp_path / "h.head.h5"),
+        str(tmp_path / "h.head.keras"),
         "--weights",
         str(pretrained_path),
         "--cv",

@@ -94,6 +94,18 @@ def input_files(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
+def keras_output(text: str, example: str) -> Path:
+    """An ``--output`` model file: a ``.keras`` name that is not a folder, checked before any work is done."""
+    from ..errors import ConfigError
+
+    path = Path(text)
+    if path.is_dir():
+        raise ConfigError(f"--output {text!r} is a folder; give a file name such as {example}")
+    if path.suffix != ".keras":
+        raise ConfigError(f"--output {text!r}: a model file must end in .keras, e.g. {example}")
+    return path
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

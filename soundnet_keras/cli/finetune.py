@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import guard
+from .common import guard, keras_output
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soundnet-finetune",
-        description="Fine-tune SoundNet on labelled clips (folder per class, or a CSV) and export one .h5 file that "
+        description="Fine-tune SoundNet on labelled clips (folder per class, or a CSV) and export one .keras file that "
         "soundnet-classify --head can use.",
     )
     data = parser.add_mutually_exclusive_group(required=True)
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.2,
         help="stratified fraction held out when no --val-fold (default 0.2; 0 trains on all)",
     )
-    parser.add_argument("-o", "--output", required=True, help="exported model (.h5)")
+    parser.add_argument("-o", "--output", required=True, help="exported model (.keras)")
     parser.add_argument(
         "--init", default="soundnet8", help="pretrained weights: preset name or file (default soundnet8)"
     )
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..errors import ConfigError
         from ..training.finetune import FinetuneConfig, clips_from_csv, clips_from_folder, finetune, split_clips
 
+        output = keras_output(args.output, "my-model.keras")
         if args.val_fold is not None and args.folder:
             raise ConfigError("--val-fold needs --csv (a folder layout has no folds); use --val-fraction")
         if args.csv:
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         log = None if args.quiet else (lambda message: print(message, file=sys.stderr))
         result = finetune(clips, train_idx, val_idx, config, log=log, verbose=0 if args.quiet else "auto")
-        path = result.classifier.save(args.output)
+        path = result.classifier.save(output)
         held = (
             f"held-out accuracy {result.val_accuracy:.3f} on {len(val_idx)} clips"
             if result.val_accuracy is not None

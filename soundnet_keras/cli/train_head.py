@@ -5,7 +5,7 @@ Data is a folder with one subfolder per class (audio files inside, any depth) or
 reports stratified cross-validated clip accuracy, fits the head on all clips and saves it as one file that
 ``soundnet-classify --head FILE`` uses::
 
-    soundnet-train-head my_sounds/ -o my_sounds.head.h5 --head svm --cv 5
+    soundnet-train-head my_sounds/ -o my_sounds.head.keras --head svm --cv 5
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..errors import ConfigError
 from ..labelled import read_labelled
-from .common import ArgumentParser, add_cache_arguments, clear_cache_if_asked, guard, load_model
+from .common import ArgumentParser, add_cache_arguments, clear_cache_if_asked, guard, keras_output, load_model
 
 
 def parse_float_list(text: str, what: str) -> tuple[float, ...]:
@@ -47,7 +46,7 @@ def build_parser() -> ArgumentParser:
         description="Train a classifier head (linear SVM, logistic regression or perceptron) on SoundNet features.",
     )
     parser.add_argument("data", help="folder with one subfolder of audio files per class, or a CSV of file,label")
-    parser.add_argument("-o", "--output", required=True, help="head file to write (HDF5, e.g. my.head.h5)")
+    parser.add_argument("-o", "--output", required=True, help="head file to write (.keras, e.g. my.head.keras)")
     parser.add_argument("--head", default="svm", choices=("svm", "logistic", "perceptron"), help="default: svm")
     parser.add_argument("--layer", default="pool5", help="layer, or comma-separated layers (needs --window none)")
     parser.add_argument(
@@ -99,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ..transfer import ClipClassifier, cross_val_accuracy
+    from ..transfer.clip_classifier import check_settings
 
     start = time.monotonic()
     data = read_labelled(args.data)
@@ -108,9 +108,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError(f"need at least 2 classes to train a head, found only {classes!r} in {args.data!r}")
     if args.cv < 0 or args.cv == 1:
         raise ConfigError(f"--cv must be 0 (skip) or at least 2 folds, got {args.cv}")
-    output = Path(args.output)
-    if output.is_dir():
-        raise ConfigError(f"--output {str(output)!r} is a folder; give a file name such as my.head.h5")
+    output = keras_output(args.output, "my.head.keras")
     layers = [name.strip() for name in args.layer.split(",") if name.strip()]
     clear_cache_if_asked(args)
     net = load_model(args.weights, verbose=True)
@@ -133,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
     )
-    model._check_settings()
+    check_settings(model)
     counts = {c: labels.count(c) for c in classes}
     print(f"{len(paths)} clips, {len(classes)} classes: " + ", ".join(f"{c} ({n})" for c, n in counts.items()))
     clips = model.features([str(p) for p in paths], desc="features")

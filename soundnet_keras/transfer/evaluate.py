@@ -9,8 +9,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..validation import check_positive
-from .clip_classifier import ClipClassifier, label_list
-from .features import ClipFeatures, Item, as_items, progress_bar
+from .clip_classifier import ClipClassifier
+from .features import ClipFeatures, progress_bar
+from .inputs import Item, as_items, label_array
 
 
 def cross_val_accuracy(
@@ -33,9 +34,9 @@ def cross_val_accuracy(
 
     folds = check_positive(folds, "folds", integer=True)
     items = as_items(X)
-    labels = label_list(y, len(items))
+    labels = label_array(y, len(items))
     clips = classifier.features(items)
-    _, codes = np.unique(np.array([f"{type(v).__name__}:{v}" for v in labels]), return_inverse=True)
+    _, codes = np.unique(labels, return_inverse=True)
     smallest = int(np.bincount(codes).min())
     n_splits = min(folds, smallest)
     if n_splits < 2:
@@ -46,8 +47,8 @@ def cross_val_accuracy(
     accuracies = []
     for train, test in iterator:
         model = clone(classifier).set_params(progress=False)
-        model.fit([clips[i] for i in train], [labels[i] for i in train])
-        accuracies.append(model.score([clips[i] for i in test], [labels[i] for i in test]))
+        model.fit([clips[i] for i in train], labels[train])
+        accuracies.append(model.score([clips[i] for i in test], labels[test]))
     return accuracies
 
 

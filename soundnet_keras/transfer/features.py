@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -33,33 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from ..architecture import SAMPLE_RATE, InputPlan, frame_times, geometry, pad_to_length, plan_input
 from ..audio import as_clip, check_channels, check_sample_rate, load_audio, resample
 from ..errors import AudioError, ConfigError
 from ..files import atomic_path, sha256_file
 from ..validation import check_choice, check_positive
+from .inputs import Item, as_items
 
 VARIANTS = ("resampled", "exact")
-WINDOW_FEATURES = ("flatten", "mean", "max", "meanmax")
-POOLINGS = ("mean", "max", "meanmax")
 EXACT_GAIN = 2.0
 """Extra gain of the ``"exact"`` variant: the original scaled int32 samples by 2^-22, the network assumes 2^-23."""
 
 
-class NotFittedError(ConfigError, SklearnNotFittedError):
-    """An estimator of this package used before ``fit``: both our :class:`ConfigError` and scikit-learn's
-    ``NotFittedError``, so ``check_is_fitted``-style handling works."""
-
-
-class NoProbabilitiesError(ConfigError, AttributeError):
-    """``predict_proba`` of a head that gives decision values only: ``hasattr(model, "predict_proba")`` is False,
-    as scikit-learn expects, and calling it says why."""
-
-
-Item = str | os.PathLike | np.ndarray
 Progress = Callable[[Iterable[Any], int, str], Iterable[Any]]
 
 
@@ -338,151 +323,3 @@ def extractor_for(estimator: Any, net: Any, layers: str | Sequence[str]) -> Feat
         cache=estimator.cache,
         cache_dir=estimator.cache_dir,
     )
-
-
-def as_items(items: object, what: str = "X") -> list[Any]:
-    """Check that ``items`` is a sequence of clips (paths, 1-D waveforms or ClipFeatures) and return it as a list."""
-    if isinstance(items, (str, os.PathLike)):
-        raise ConfigError(f"{what} must be a list of clips (file paths or waveforms), got a single path {items!r}")
-    if isinstance(items, np.ndarray):
-        if items.ndim == 1 and items.dtype.kind in "fiu":
-            raise ConfigError(f"{what} must be a list of clips; wrap a single waveform in a list")
-        if items.ndim == 2 and items.dtype.kind in "fiu":
-            return list(items)
-        return items.tolist() if items.dtype.kind in "OU" else list(items)
-    if not isinstance(items, Sequence):
-        raise ConfigError(f"{what} must be a list of clips (file paths or waveforms), got {type(items).__name__}")
-    if len(items) == 0:
-        raise ConfigError(f"{what} is empty: at least one clip is needed")
-    return list(items)
-
-
-# ----------------------------------------------------------------------------------------------- pooling/windows
-def pool_frames(frames: np.ndarray, how: str) -> np.ndarray:
-    """Statistics over time of (..., frames, channels): ``mean``, ``max`` or both concatenated (``meanmax``)."""
-    if how == "mean":
-        return frames.mean(axis=-2)
-    if how == "max":
-        return frames.max(axis=-2)
-    if how == "meanmax":
-        return np.concatenate([frames.mean(axis=-2), frames.max(axis=-2)], axis=-1)
-    raise ConfigError(f"pooling must be one of {', '.join(map(repr, POOLINGS))}, got {how!r}")
-
-
-def window_frames(num_frames: int, window_seconds: float, clip_seconds: float) -> int:
-    """Window width in frames, ``ceil(window / clip_seconds * T)`` -- ``eval_esc50.lua``'s ``twindow_size``.
-
-    Computed in double precision as the Lua script does; at least one frame.
-    """
-    return max(1, math.ceil((window_seconds / clip_seconds) * num_frames))
-
-
-def sliding_windows(frames: np.ndarray, width: int, how: str = "flatten") -> np.ndarray:
-    """One row per window of ``width`` consecutive frames at every offset: (T - width + 1, dims).
-
-    ``flatten`` concatenates the window channel-major (dims = channels x width, Lua's ``view(-1)`` of a (channels,
-    frames) slice); ``mean``/``max``/``meanmax`` pool it over time. Clips shorter than ``width`` frames are repeated
-    circularly to ``width`` frames first.
-    """
-    frames = np.asarray(frames)
-    if frames.ndim != 2 or frames.shape[0] == 0:
-        raise ConfigError(f"frames must be a non-empty (frames, channels) array, got shape {frames.shape}")
-    if frames.shape[0] < width:
-        frames = np.concatenate([frames] * math.ceil(width / frames.shape[0]), axis=0)[:width]
-    view = np.lib.stride_tricks.sliding_window_view(frames, width, axis=0)  # (n, channels, width)
-    if how == "flatten":
-        return view.reshape(view.shape[0], -1)
-    return pool_frames(np.swapaxes(view, -1, -2), how)
-
-
-# ---------------------------------------------------------------------------------------- scikit-learn transformer
-class SoundNetFeatures(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer: clips (file paths or 1-D waveforms) -> one SoundNet feature vector per clip.
-
-    ``layer`` is a layer name or a list of names (their pooled statistics are concatenated); ``pooling`` the
-    statistics over time (``mean``, ``max``, ``meanmax``). Features are cached per clip content, layer, input
-    settings and network weights (``cache``/``cache_dir``). ``net`` is a :class:`~soundnet_keras.SoundNet`
-    instance, shared (not copied) by :func:`sklearn.base.clone`; when None the ``weights`` preset/file is loaded.
-
-    >>> from sklearn.pipeline import make_pipeline     # doctest: +SKIP
-    >>> from sklearn.svm import LinearSVC              # doctest: +SKIP
-    >>> model = make_pipeline(SoundNetFeatures(), LinearSVC()).fit(paths, labels)  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        layer: str | Sequence[str] = "pool5",
-        pooling: str = "mean",
-        *,
-        variant: str = "resampled",
-        duration: float | None = None,
-        sample_rate: int = SAMPLE_RATE,
-        channels: str = "mix",
-        net: Any = None,
-        weights: str | os.PathLike = "soundnet8",
-        cache: bool = True,
-        cache_dir: str | os.PathLike | None = None,
-        progress: bool = False,
-    ) -> None:
-        self.layer = layer
-        self.pooling = pooling
-        self.variant = variant
-        self.duration = duration
-        self.sample_rate = sample_rate
-        self.channels = channels
-        self.net = net
-        self.weights = weights
-        self.cache = cache
-        self.cache_dir = cache_dir
-        self.progress = progress
-
-    def __sklearn_clone__(self) -> SoundNetFeatures:
-        return type(self)(**self.get_params(deep=False))
-
-    def extractor(self) -> FeatureExtractor:
-        """The :class:`FeatureExtractor` these settings describe (validates them)."""
-        check_choice(self.pooling, POOLINGS, "pooling")
-        return extractor_for(self, resolve_net(self.net, self.weights), self.layer)
-
-    def fit(self, X: Sequence[Item], y: object = None) -> SoundNetFeatures:
-        """Validate the settings and fix the output columns (there is nothing to learn); returns self."""
-        extractor = self.extractor()
-        self.layers_ = extractor.layers
-        self.feature_names_out_ = np.asarray(
-            [
-                f"{layer}_{statistic}_{channel}"
-                for layer in extractor.layers
-                for statistic in (("mean", "max") if self.pooling == "meanmax" else (self.pooling,))
-                for channel in range(geometry(extractor.net.arch, layer).channels)
-            ],
-            dtype=object,
-        )
-        self.n_features_out_ = len(self.feature_names_out_)
-        return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "layers_"):
-            raise NotFittedError("this SoundNetFeatures is not fitted yet: call fit() first")
-
-    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        """Names of the output columns: ``<layer>_<statistic>_<channel>`` (e.g. ``pool5_mean_0``), in order."""
-        self._check_fitted()
-        return self.feature_names_out_.copy()
-
-    def transform_frames(self, X: Sequence[Item]) -> list[ClipFeatures]:
-        """Per-clip frame-level features (:class:`ClipFeatures`) instead of pooled vectors."""
-        self._check_fitted()
-        return self.extractor().extract(X, progress=self.progress)
-
-    def transform(self, X: Sequence[Item]) -> np.ndarray:
-        """(n_clips, dims) float32: each layer's frames pooled over time, layers concatenated in order.
-
-        Reads the estimator, never changes it (``fit`` fixed the columns)."""
-        self._check_fitted()
-        extractor = self.extractor()
-        clips = extractor.extract(X, progress=self.progress)
-        rows = [np.concatenate([pool_frames(c.layers[n], self.pooling) for n in extractor.layers]) for c in clips]
-        return np.stack(rows).astype(np.float32, copy=False)
-
-
-# ---------------------------------------------------------------------------------------------------------- heads

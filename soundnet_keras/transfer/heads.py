@@ -26,6 +26,8 @@ class LinearHead:
     bias: np.ndarray
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
+    n_iter: int = 0
+    """Iterations (svm, logistic) or epochs (perceptron) the solver ran; 0 when unknown (a loaded head)."""
 
     def __post_init__(self) -> None:
         # C-contiguous float64 always, so a saved and re-loaded head computes bit-identical scores
@@ -41,13 +43,6 @@ class LinearHead:
         if self.mean is not None and self.scale is not None:
             x = (x - self.mean) / self.scale
         return x @ self.weights.T + self.bias
-
-
-def _fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-12] = 1.0
-    return mean, scale
 
 
 def _linear_from_sklearn(coef: np.ndarray, intercept: np.ndarray, n_classes: int, symmetric: bool) -> tuple:
@@ -86,8 +81,10 @@ def fit_head(
     x = np.asarray(x, np.float64)
     mean = scale = None
     if standardize:
-        mean, scale = _fit_scaler(x)
-        x = (x - mean) / scale
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(x)  # constant columns get scale 1
+        mean, scale, x = scaler.mean_, scaler.scale_, scaler.transform(x)
     tol = DEFAULT_TOL[head] if tol is None else tol
     if head == "svm":
         from sklearn.svm import LinearSVC
@@ -105,17 +102,20 @@ def fit_head(
         )
         model.fit(x, y)
         weights, bias = _linear_from_sklearn(model.coef_, model.intercept_, n_classes, symmetric=True)
+        n_iter = int(np.max(model.n_iter_))
     elif head == "logistic":
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=C, tol=tol, max_iter=max_iter, random_state=seed)
         model.fit(x, y)
         weights, bias = _linear_from_sklearn(model.coef_, model.intercept_, n_classes, symmetric=False)
+        n_iter = int(np.max(model.n_iter_))
     elif head == "perceptron":
         weights, bias = _fit_perceptron(x, y, n_classes, C, epochs, batch_size, learning_rate, seed)
+        n_iter = epochs
     else:
         raise ConfigError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
-    return LinearHead(np.asarray(weights, np.float64), np.asarray(bias, np.float64), mean, scale)
+    return LinearHead(np.asarray(weights, np.float64), np.asarray(bias, np.float64), mean, scale, n_iter)
 
 
 def _fit_perceptron(

@@ -8,36 +8,43 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..keras_files import is_keras_archive, read_metadata
 from ..results import ClipResult
-from .clip_classifier import FINETUNED_FORMAT, FORMAT, ClipClassifier
-from .features import as_items
+from .clip_classifier import ClipClassifier
+from .head_files import FINETUNED_FORMAT, FORMAT, LEGACY_FINETUNED_FORMAT, LEGACY_FORMAT
+from .inputs import as_items
 
 
 def read_format(path: str | os.PathLike) -> str:
-    """The ``format`` attribute of an HDF5 file (``""`` when it has none)."""
+    """The ``format`` of a classifier file: our metadata's in a ``.keras`` archive, the ``format`` attribute of an
+    HDF5 file of the first formats (``""`` when there is none)."""
     import h5py
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"classifier file {str(path)!r} does not exist")
+    if is_keras_archive(path):
+        formats = [FORMAT, FINETUNED_FORMAT]
+        return str(read_metadata(path, formats, "classifier file (head or fine-tuned network)")["format"])
     try:
         with h5py.File(path, "r") as f:
             value = f.attrs.get("format", "")
     except OSError as exc:
-        raise ConfigError(f"{str(path)!r} is not a classifier file (HDF5 expected): {exc}") from None
+        raise ConfigError(f"{str(path)!r} is not a classifier file (.keras expected): {exc}") from None
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def load_classifier(path: str | os.PathLike, **kwargs: Any) -> Any:
-    """Load a trained classifier file by its ``format`` attribute: a head (:data:`FORMAT`, -> :class:`ClipClassifier`)
-    or a fine-tuned network (:data:`FINETUNED_FORMAT`, -> ``soundnet_keras.training.finetune.load_finetuned``).
+    """Load a trained classifier file by its format: a head (:data:`FORMAT`, -> :class:`ClipClassifier`) or a
+    fine-tuned network (:data:`FINETUNED_FORMAT`, -> ``soundnet_keras.training.finetune.load_finetuned``); files of
+    the first (HDF5) formats too.
 
     Both offer ``classes`` and ``predict_files(paths, ...)``. Keyword arguments go to the loader (e.g. ``net=``).
     """
     fmt = read_format(path)
-    if fmt == FORMAT:
+    if fmt in (FORMAT, LEGACY_FORMAT):
         return ClipClassifier.load(path, **kwargs)
-    if fmt == FINETUNED_FORMAT:
+    if fmt in (FINETUNED_FORMAT, LEGACY_FINETUNED_FORMAT):
         try:
             from ..training.finetune import load_finetuned
         except ImportError as exc:
