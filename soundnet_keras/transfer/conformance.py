@@ -40,8 +40,6 @@ SAMPLE_RANGE = dict.fromkeys(
         "check_fit_check_is_fitted",
         "check_n_features_in",
         "check_requires_y_none",
-        "check_classifier_data_not_an_array",
-        "check_transformer_data_not_an_array",
     ),
     SAMPLE_RANGE_REASON,
 )
