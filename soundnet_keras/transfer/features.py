@@ -72,14 +72,9 @@ def model_identity(net: Any) -> str:
     not returned.
     """
     from ..network import get_params  # imports Keras: only when a network is in use
+    from ..weights import params_digest
 
-    digest = hashlib.sha256(net.arch.encode())
-    for layer, variables in sorted(get_params(net.keras_model).items()):
-        for var, value in sorted(variables.items()):
-            array = np.ascontiguousarray(value, dtype=np.float32)
-            digest.update(f"{layer}/{var}{array.shape}".encode())
-            digest.update(array.tobytes())
-    return digest.hexdigest()
+    return params_digest(net.arch, get_params(net.keras_model))
 
 
 def resolve_net(net: Any = None, weights: str | os.PathLike = "soundnet8") -> Any:
