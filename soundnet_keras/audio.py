@@ -15,28 +15,44 @@ Every entry point of the package (API, CLI, classifier) passes waveforms through
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .architecture import SAMPLE_RATE
-from .errors import AudioError, AudioTypeError, ConfigError, SoundNetError
+from .errors import AudioError, AudioTypeError, ConfigError, SoundNetError, TruncatedAudioWarning
 
 FLOAT_RANGE_LIMIT = 4.0
 """A float waveform whose peak exceeds this is rejected as not being in [-1, 1] (integer samples passed as float)."""
 
 
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+"""Sample rates outside [1 kHz, 768 kHz] are refused, in arguments and in file headers: beyond them a header is
+damaged or hostile (a 1-Hz header would make resampling to 22,050 Hz allocate 22,050 samples per stored one)."""
+
+MAX_DURATION_S = 12 * 3600.0
+"""Longest file decoded in one piece (12 h: 3.8 GB of float32 at 22,050 Hz); checked from the header, before any
+sample is allocated. Split longer recordings."""
+
+
 def check_sample_rate(sample_rate: object, what: str = "sample_rate") -> int:
-    """Validate a sample rate: a positive integer number of Hz."""
+    """Validate a sample rate: a whole number of Hz in [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`]."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
         raise AudioError(f"{what} must be a positive number of Hz, got {sample_rate!r}")
-    if sample_rate <= 0 or int(sample_rate) != sample_rate:
+    if not math.isfinite(sample_rate) or sample_rate <= 0 or int(sample_rate) != sample_rate:
         raise AudioError(f"{what} must be a positive whole number of Hz, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{what} must lie between {MIN_SAMPLE_RATE:,} and {MAX_SAMPLE_RATE:,} Hz, got {int(sample_rate):,} Hz"
+        )
     return int(sample_rate)
 
 
@@ -281,10 +297,18 @@ def _header(handle, name: str) -> tuple[int, int]:
     """``(sample rate, frames)`` from an open file's header, which must announce some samples at a valid rate."""
     rate = int(handle.samplerate)
     frames = int(handle.frames)
-    if rate <= 0:
-        raise AudioError(f"{name}: invalid sample rate {rate} Hz in the file header")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{name}: the file header says {rate:,} Hz; expected {MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz "
+            "(a damaged or hostile header)"
+        )
     if frames <= 0:
         raise AudioError(f"{name}: zero length: the file has no audio samples")
+    if frames / rate > MAX_DURATION_S:
+        raise AudioError(
+            f"{name}: the file header says {frames / rate / 3600:.1f} h of audio; at most {MAX_DURATION_S / 3600:g} h "
+            "is decoded in one piece: split the recording"
+        )
     return rate, frames
 
 
@@ -338,8 +362,21 @@ def load_audio(
     ``channels="mix"`` averages all channels (default); ``"first"`` takes the first channel, as the original
     scripts did. Decoding and resampling (soxr, high quality) run block by block, so memory beyond the result stays
     bounded for files of any length. Returns ``(waveform, sample_rate)``. Raises :class:`AudioError` naming the
-    file when it is missing, unreadable, empty, not audio, has no samples or has NaN/Inf samples.
+    file when it is missing, unreadable, empty, not audio, has no samples or has NaN/Inf samples, or when its header
+    gives a rate outside [1 kHz, 768 kHz] or more than 12 h. A WAV file whose data is shorter than its header says
+    (cut off mid-write) decodes what is there, with a :class:`~soundnet_keras.errors.TruncatedAudioWarning`.
     """
+    waveform, rate, notes = load_audio_noted(path, target_rate=target_rate, channels=channels)
+    for note in notes:
+        warnings.warn(note, TruncatedAudioWarning, stacklevel=2)
+    return waveform, rate
+
+
+def load_audio_noted(
+    path: str | os.PathLike, *, target_rate: int | None = SAMPLE_RATE, channels: str = "mix"
+) -> tuple[np.ndarray, int, list[str]]:
+    """:func:`load_audio`, with what the caller should be told about the file (a truncation) returned as notes
+    instead of warned (thread-safe: :func:`decode_files` attaches them to each file's result)."""
     import soundfile
 
     path = Path(path)
@@ -362,7 +399,40 @@ def load_audio(
         raise AudioError(f"{name}: zero length: no audio samples could be decoded")
     if peak > FLOAT_RANGE_LIMIT:
         raise AudioError(f"{name}: float samples must lie in [-1, 1], but the peak is {peak:.4g}; rescale the file")
-    return samples.waveform(), int(out_rate)
+    truncated = wav_truncation(path)
+    notes = [f"{name}: {truncated}"] if truncated else []
+    return samples.waveform(), int(out_rate), notes
+
+
+def wav_truncation(path: Path) -> str | None:
+    """For a RIFF/WAVE file whose ``data`` chunk declares more bytes than the file holds (a write cut off), what is
+    missing; None for complete files, other formats, and streamed WAVs that declare no length."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 16)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, block_align, rate = 12, 0, 0
+    while offset + 8 <= len(head):
+        chunk, length = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"fmt " and offset + 24 <= len(head):
+            rate = int.from_bytes(head[offset + 12 : offset + 16], "little")
+            block_align = int.from_bytes(head[offset + 20 : offset + 22], "little")
+        if chunk == b"data":
+            present = size - (offset + 8)
+            if length in (0, 0xFFFFFFFF) or length <= present or not block_align or not rate:
+                return None
+            missing_s = (length - present) / block_align / rate
+            kept_s = present / block_align / rate
+            return (
+                f"the WAV header announces {(length / block_align / rate):.2f} s but only {kept_s:.2f} s are in the "
+                f"file ({missing_s:.2f} s missing: cut off mid-write?); decoded what is there"
+            )
+        offset += 8 + length + (length & 1)
+    return None
 
 
 @dataclass
@@ -373,6 +443,8 @@ class Decoded:
     waveform: np.ndarray | None
     sample_rate: int
     error: SoundNetError | None = None
+    notes: list[str] = field(default_factory=list)
+    """What the caller should be told about the file (e.g. a truncation), one sentence each."""
 
     @property
     def ok(self) -> bool:
@@ -386,12 +458,12 @@ class Decoded:
 
 def _decode_one(path: Path, target_rate: int | None, channels: str) -> Decoded:
     try:
-        waveform, rate = load_audio(path, target_rate=target_rate, channels=channels)
+        waveform, rate, notes = load_audio_noted(path, target_rate=target_rate, channels=channels)
     except SoundNetError as exc:
         return Decoded(path, None, target_rate or 0, exc)
     except MemoryError:
         return Decoded(path, None, target_rate or 0, AudioError(f"{_describe(path)}: too large to decode in memory"))
-    return Decoded(path, waveform, rate)
+    return Decoded(path, waveform, rate, notes=notes)
 
 
 def decode_files(

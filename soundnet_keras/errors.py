@@ -56,3 +56,7 @@ class PretrainedUnavailableError(WeightsError):
 
 class IntegrityError(WeightsError):
     """A downloaded or cached file does not have the expected sha256."""
+
+
+class TruncatedAudioWarning(UserWarning):
+    """An audio file holds less than its header announces (a write cut off): what is there was decoded."""

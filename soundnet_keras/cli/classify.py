@@ -28,18 +28,20 @@ import csv
 import io
 import json
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..architecture import HEAD_NAMES, SAMPLE_RATE, PadMode, plan_input, reliable_min_samples
 from ..audio import CHANNEL_MODES, Decoded, decode_files, example_clip
-from ..errors import InputTooShortError, SoundNetError
+from ..errors import InputTooShortError, SoundNetError, TruncatedAudioWarning
 from ..files import write_text_atomic
 from ..results import ClipResult
 from .common import (
     EXIT_FILE_FAILED,
     EXIT_OK,
+    check_output,
     input_files,
     load_model,
     positive_float,
@@ -131,7 +133,9 @@ class HeadClassifier:
         results: list[ClipResult | SoundNetError] = []
         for item in items:
             try:
-                result = classify_files(self.classifier, [item.path])[0]
+                with warnings.catch_warnings():  # a truncation is already among the decoded file's notes
+                    warnings.simplefilter("ignore", TruncatedAudioWarning)
+                    result = classify_files(self.classifier, [item.path])[0]
             except SoundNetError as exc:
                 results.append(exc)
                 continue
@@ -201,6 +205,8 @@ def json_record(result: ClipResult, top_k: int, frames: bool) -> dict[str, objec
     }
     if result.padded:
         record["padded_to_s"] = round(result.padded_to_s, 4)
+    if result.notes:
+        record["notes"] = list(result.notes)
     for head in _heads(result):
         record[head] = _top_records(result.heads[head].top(top_k), result.heads[head].kind)
     if frames:
@@ -267,6 +273,10 @@ def plot_timeline(result: ClipResult, path: Path, top_k: int) -> Path:
     axes[0].set_title(f"{Path(result.source).name}{note}")
     fig.savefig(path)
     return path
+
+
+PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "webp", "tif", "tiff", "eps")
+"""Image formats ``--plot`` writes (matplotlib's Agg backend), checked before any file is classified."""
 
 
 def plot_paths(base: Path, files: Sequence[Path]) -> list[Path]:
@@ -349,10 +359,15 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
         raise SoundNetError("no input: give audio files or folders, or --example for the clip shipped with the package")
     files = [example_clip()] if args.example else []
     files += input_files(args.inputs) if args.inputs else []
-    if args.plot is not None and args.plot.parent and not args.plot.parent.is_dir():
-        raise SoundNetError(f"--plot: folder {str(args.plot.parent)!r} does not exist")
-    if args.output is not None and not args.output.parent.is_dir():
-        raise SoundNetError(f"--output: folder {str(args.output.parent)!r} does not exist")
+    if args.plot is not None:
+        if args.plot.suffix and args.plot.suffix.lower().lstrip(".") not in PLOT_FORMATS:
+            raise SoundNetError(
+                f"--plot {str(args.plot)!r}: expected an image name ending in {', '.join(PLOT_FORMATS)}"
+            )
+        for plot in plot_paths(args.plot, files):
+            check_output(plot, "--plot", files)
+    if args.output is not None:
+        check_output(args.output, "--output", files)
     return files
 
 
@@ -379,6 +394,7 @@ class _Report:
             if args.json:
                 self.records.append({"file": str(item.path), "error": str(result)})
             return
+        result.notes.extend(note for note in item.notes if note not in result.notes)
         if item.path in self.plots:
             plot_timeline(result, self.plots[item.path], args.top_k)
         if args.json:

@@ -94,6 +94,23 @@ def input_files(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
+def check_output(path: Path, option: str, inputs: Sequence[Path] = ()) -> Path:
+    """An output file named on the command line, checked before any work is done: its folder exists and is
+    writable, it is not a folder, and it is not one of the ``inputs`` (an input is never overwritten by a report)."""
+    if path.is_dir():
+        raise SoundNetError(f"{option} {str(path)!r} is a folder; give a file name")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise SoundNetError(f"{option}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise SoundNetError(f"{option}: folder {str(folder)!r} is not writable")
+    target = path.resolve()
+    for item in inputs:
+        if item.resolve() == target or (path.exists() and item.exists() and os.path.samefile(item, path)):
+            raise SoundNetError(f"{option} {str(path)!r} is one of the input files; it would be overwritten")
+    return path
+
+
 def keras_output(text: str, example: str) -> Path:
     """An ``--output`` model file: a ``.keras`` name that is not a folder, checked before any work is done."""
     from ..errors import ConfigError

@@ -30,7 +30,16 @@ from ..architecture import output_names
 from ..audio import CHANNEL_MODES, decode_files
 from ..errors import ConfigError, SoundNetError
 from ..files import atomic_path
-from .common import EXIT_FILE_FAILED, EXIT_OK, input_files, load_model, positive_float, print_error, run_cli
+from .common import (
+    EXIT_FILE_FAILED,
+    EXIT_OK,
+    check_output,
+    input_files,
+    load_model,
+    positive_float,
+    print_error,
+    run_cli,
+)
 
 FORMATS = {".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
 
@@ -66,9 +75,8 @@ def _run(args: argparse.Namespace) -> int:
     fmt = FORMATS.get(args.output.suffix.lower())
     if fmt is None:
         raise ConfigError(f"--output {str(args.output)!r}: expected a .npz, .h5 or .hdf5 file name")
-    if not args.output.parent.is_dir():
-        raise ConfigError(f"--output: folder {str(args.output.parent)!r} does not exist")
     files = input_files(args.inputs)
+    check_output(args.output, "--output", files)
     net = load_model(args.weights, verbose=not args.quiet)
     layers = tuple(dict.fromkeys(args.layers or ["pool5"]))
     for layer in layers:
