@@ -348,6 +348,18 @@ def resolve(name_or_path: str | os.PathLike = "soundnet8", *, log: Log | None = 
     return target
 
 
+def _converted_ok(path: Path, log: Log) -> bool:
+    """Whether an earlier conversion in the cache still loads (a damaged one is converted again)."""
+    from .weights import load_weights
+
+    try:
+        load_weights(path)
+    except WeightsError as exc:
+        log(f"converted weights {path} are unusable ({exc}); converting again")
+        return False
+    return True
+
+
 def _local_file(path: Path, log: Log) -> Path:
     if path.name.endswith(".h5"):
         return path
@@ -358,7 +370,9 @@ def _local_file(path: Path, log: Log) -> Path:
     digest = sha256_file(path)
     target = cache_dir() / "converted" / f"{path.stem}-{digest[:16]}.weights.h5"
     with _locked(target.with_suffix(".lock")):
-        if target.is_file():
+        for leftover in target.parent.glob(f".{target.name}.*"):  # a conversion killed half-way
+            leftover.unlink(missing_ok=True)
+        if target.is_file() and _converted_ok(target, log):
             return target
         log(f"converting {path} into {target}")
         if path.suffix == ".t7":

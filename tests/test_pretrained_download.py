@@ -168,3 +168,18 @@ def test_downloads_and_extraction_are_capped(authors_site, tmp_path):
         pretrained.extract_member(bomb, "soundnet8_final.t7", tmp_path / "out.t7", max_bytes=1 << 20)
     with pytest.raises(pretrained.ConversionError, match=r"has no soundnet5_final\.t7"):
         pretrained.extract_member(bomb, "soundnet5_final.t7", tmp_path / "out.t7")
+
+
+def test_a_damaged_conversion_in_the_cache_is_redone(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOUNDNET_KERAS_CACHE", str(tmp_path / "cache"))
+    t7 = tmp_path / "mine.t7"
+    write_t7(t7, soundnet_model("soundnet5", random_torch_params("soundnet5", np.random.default_rng(1))))
+    converted = pretrained.resolve(t7, log=None)
+    good = converted.read_bytes()
+    converted.write_bytes(good[: len(good) // 2])  # cut in half, as a full disk would leave it
+    (converted.parent / f".{converted.name}.x1y2.weights.h5").write_bytes(b"half-written")
+    messages: list[str] = []
+    assert pretrained.resolve(t7, log=messages.append) == converted
+    assert any("are unusable" in m and "converting again" in m for m in messages)
+    assert load_weights(converted).architecture == "soundnet5"
+    assert sorted(p.name for p in converted.parent.iterdir() if p.name.startswith(".")) == []
