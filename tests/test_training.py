@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -169,24 +170,54 @@ def test_synthetic_task_loss_falls_and_student_approaches_teacher(shards: Path, 
     assert result.weights_path is not None and result.weights_path.is_file()
 
 
-def test_kill_and_resume_gives_the_same_weights(shards: Path, tmp_path: Path) -> None:
+def _kill_config(shards: Path, folder: Path):
+    """The small run of the kill-and-resume tests: 3 checkpoint intervals of 2 steps, a backup after each."""
+    from soundnet_keras.training.train import TrainConfig
+
+    return TrainConfig(
+        shards,
+        folder,
+        arch="soundnet5",
+        steps=6,
+        batch_size=4,
+        crop_seconds=3,
+        checkpoint_every=2,
+        seed=11,
+        verbose=0,
+        tensorboard=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
+    """The weights after the uninterrupted run of :func:`_kill_config`."""
+    from soundnet_keras.training.train import train
+
+    return train(_kill_config(shards, tmp_path_factory.mktemp("full") / "run")).model.get_weights()
+
+
+def _assert_same_weights(expected: list[np.ndarray], model) -> None:
+    for a, b in zip(expected, model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def _resume(shards: Path, folder: Path):
+    """Start the run in ``folder`` again; returns its result and what it said."""
+    from soundnet_keras.training.train import train
+
+    said: list[str] = []
+    return train(_kill_config(shards, folder), log=said.append), "\n".join(said)
+
+
+def test_kill_and_resume_gives_the_same_weights(
+    shards: Path, tmp_path: Path, uninterrupted: list[np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
     import keras
 
-    from soundnet_keras.training.train import TrainConfig, train
-
-    def config(folder: str) -> TrainConfig:
-        return TrainConfig(
-            shards,
-            tmp_path / folder,
-            arch="soundnet5",
-            steps=6,
-            batch_size=4,
-            crop_seconds=3,
-            checkpoint_every=2,
-            seed=11,
-            verbose=0,
-            tensorboard=False,
-        )
+    from soundnet_keras.cli.train import main
+    from soundnet_keras.training.train import train
 
     class Kill(keras.callbacks.Callback):
         """Simulates a crash after the 5th step: the backup holds step 4, steps 5 is lost and redone."""
@@ -200,14 +231,54 @@ def test_kill_and_resume_gives_the_same_weights(shards: Path, tmp_path: Path) ->
             if self.steps == 5:
                 raise RuntimeError("simulated kill")
 
-    full = train(config("full"))
+    killed = tmp_path / "killed"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(config("killed"), callbacks=[Kill()])
-    assert json.loads((tmp_path / "killed" / "backup" / "training_metadata.json").read_text())["epoch"] == 2
-    resumed = train(config("killed"))
+        train(_kill_config(shards, killed), callbacks=[Kill()])
+    backup = killed / "backup"
+    assert sorted(p.name for p in backup.iterdir()) == [
+        "epoch-00000001.json",
+        "epoch-00000001.weights.h5",
+        "epoch-00000002.json",
+        "epoch-00000002.weights.h5",
+    ]
+    assert json.loads((backup / "epoch-00000002.json").read_text())["epoch"] == 2
+    damaged = tmp_path / "damaged"
+    shutil.copytree(killed, damaged)
+
+    resumed, said = _resume(shards, killed)
     assert len(resumed.history["loss"]) == 1  # only the last interval ran again
-    for a, b in zip(full.model.get_weights(), resumed.model.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert "at step 4" in said
+    _assert_same_weights(uninterrupted, resumed.model)
+    assert sorted(p.name for p in backup.iterdir())[-2:] == ["epoch-00000003.json", "epoch-00000003.weights.h5"]
+    assert len(list(backup.iterdir())) == 4  # two generations kept
+
+    # the latest backup truncated (lost on disk): named, and the run resumes from the previous one
+    latest = damaged / "backup" / "epoch-00000002.weights.h5"
+    previous = damaged / "backup" / "epoch-00000001.weights.h5"
+    os.truncate(latest, latest.stat().st_size // 2)
+    spare = tmp_path / "spare"
+    shutil.copytree(damaged, spare)
+    resumed, said = _resume(shards, damaged)
+    assert f"skipped the damaged training backup {str(latest)!r}: truncated" in said
+    assert f"resuming from the backup {previous} at step 2" in said
+    assert len(resumed.history["loss"]) == 2
+    _assert_same_weights(uninterrupted, resumed.model)
+
+    # no intact backup left (the previous one bit-flipped too): one error line naming the folder, exit status 2
+    previous = spare / "backup" / "epoch-00000001.weights.h5"
+    data = bytearray(previous.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    previous.write_bytes(bytes(data))
+    args = [str(shards), "-o", str(spare), "--arch", "soundnet5", "--batch-size", "4", "--crop-seconds", "3"]
+    args += ["--steps", "6", "--checkpoint-every", "2", "--seed", "11", "--no-tensorboard", "-q"]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    error = err.strip().splitlines()[-1]
+    assert error.startswith(f"error: no usable training backup in {str(spare / 'backup')!r}"), error
+    assert "epoch-00000002.weights.h5': truncated" in error and "epoch-00000001.weights.h5': corrupted" in error
+    assert "Delete that folder" in error
 
 
 def test_train_cli_reports_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -216,3 +287,110 @@ def test_train_cli_reports_user_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert main([str(tmp_path / "nowhere"), "-o", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: shard folder") and err.count("\n") == 1
+
+
+KILL_DURING_BACKUP_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    import keras
+    from soundnet_keras.training.train import PARTIAL_PREFIX, TrainConfig, train
+
+    save = keras.Model.save_weights
+    backups = []
+
+    def save_then_die(self, filepath, *args, **kwargs):
+        save(self, filepath, *args, **kwargs)
+        if Path(filepath).name.startswith(PARTIAL_PREFIX):
+            backups.append(filepath)
+            if len(backups) == 2:  # the backup of step 4 is half written when the process is killed
+                os.truncate(filepath, os.path.getsize(filepath) // 2)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    keras.Model.save_weights = save_then_die
+    train(TrainConfig(Path(sys.argv[1]), Path(sys.argv[2]), arch="soundnet5", steps=6, batch_size=4, crop_seconds=3,
+                      checkpoint_every=2, seed=11, verbose=0, tensorboard=False))
+""")
+
+
+def test_sigkill_while_writing_a_backup_resumes_from_the_last_complete_one(
+    shards: Path, tmp_path: Path, uninterrupted: list[np.ndarray]
+) -> None:
+    run = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_BACKUP_SCRIPT, str(shards), str(run)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == -9, done.stderr[-3000:]  # SIGKILL, in the middle of the second backup
+    partial = [p for p in (run / "backup").iterdir() if p.name.startswith(".partial-")]
+    assert len(partial) == 1 and not (run / "backup" / "epoch-00000002.json").exists()
+
+    resumed, said = _resume(shards, run)
+    assert f"removed {partial[0]}, a backup that a killed run did not finish writing" in said
+    assert f"resuming from the backup {run / 'backup' / 'epoch-00000001.weights.h5'} at step 2" in said
+    assert len(resumed.history["loss"]) == 2
+    _assert_same_weights(uninterrupted, resumed.model)
+    assert not partial[0].exists()
+
+
+def test_keras_backup_left_by_an_earlier_version_is_checked(
+    shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from soundnet_keras.cli.train import main
+
+    backup = tmp_path / "run" / "backup"
+    backup.mkdir(parents=True)
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))  # a truncated HDF5 file
+    (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    assert main([str(shards), "-o", str(tmp_path / "run"), "--arch", "soundnet5", "--crop-seconds", "3", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    error = err.strip().splitlines()[-1]
+    assert error.startswith(
+        f"error: no usable training backup in {str(backup)!r}: {str(backup / 'latest.weights.h5')!r}"
+    )
+    assert "cannot be opened as HDF5" in error
+
+
+def _damaged_copy(shards: Path, folder: Path, damage: str) -> Path:
+    """A copy of ``shards`` whose second shard is truncated by 1000 bytes or has one bit flipped in a record."""
+    import shutil
+
+    copy = Path(shutil.copytree(shards, folder))
+    shard = copy / "shard-00001.tfrecord"
+    if damage == "truncated":
+        os.truncate(shard, shard.stat().st_size - 1000)
+    else:
+        data = bytearray(shard.read_bytes())
+        data[5000] ^= 0x10  # inside the first record's audio
+        shard.write_bytes(bytes(data))
+    return copy
+
+
+def test_damaged_shards_are_named(shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from soundnet_keras.cli.train import main
+    from soundnet_keras.training.data import ShardError
+
+    truncated = _damaged_copy(shards, tmp_path / "truncated", "truncated")
+    name = str(truncated / "shard-00001.tfrecord")
+    with pytest.raises(ShardError, match=rf"shard '{re.escape(name)}': truncated record at offset \d+ \(it needs"):
+        make_dataset(truncated, arch="soundnet5", batch_size=4, crop_steps=3)
+
+    flipped = _damaged_copy(shards, tmp_path / "flipped", "flipped")
+    make_dataset(flipped, arch="soundnet5", batch_size=4, crop_steps=3)  # the headers are intact: found when read
+    args = ["--arch", "soundnet5", "--batch-size", "4", "--crop-seconds", "3", "--steps", "2", "--no-tensorboard", "-q"]
+    for folder, what in (
+        (truncated, "truncated record at offset"),
+        (flipped, "is damaged: corrupted record at offset"),
+    ):
+        capsys.readouterr()
+        assert main([str(folder), "-o", str(tmp_path / f"run-{folder.name}"), *args]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("error:") == 1, err
+        error = err.strip().splitlines()[-1]
+        assert error.startswith(f"error: shard {str(folder / 'shard-00001.tfrecord')!r}") and what in error, error
+    assert error.endswith("(CRC mismatch)")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..architecture import SAMPLE_RATE, TRAINING_CROP_SECONDS, layer_table, output_length
-from ..errors import ConfigError
+from ..errors import ConfigError, SoundNetError
 from ..files import write_text_atomic
 from ..validation import check_positive
 
@@ -32,6 +34,10 @@ SHARD_FORMAT = "soundnet_keras.teacher_shards/1"
 MANIFEST_NAME = "manifest.json"
 DEFAULT_STEP_SECONDS = 5.0
 DEFAULT_CROP_SECONDS = TRAINING_CROP_SECONDS
+
+
+class ShardError(SoundNetError):
+    """A teacher shard file is damaged: missing, truncated, a corrupted record, or other records than its manifest's."""
 
 
 # ------------------------------------------------------------------------------------------------------ manifest
@@ -147,6 +153,88 @@ def next_shard_index(manifest: Mapping) -> int:
     return max(indices, default=-1) + 1
 
 
+# ------------------------------------------------------------------------------------------- damaged shards
+_RECORD_HEADER = 12
+"""A TFRecord record: uint64 length, uint32 masked CRC-32C of the length, the data, uint32 masked CRC-32C of it."""
+_CRC32C_TABLE: list[int] = []
+
+
+def _masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC-32C (Castagnoli) of ``data``: pure Python, meant for the 8-byte length fields."""
+    if not _CRC32C_TABLE:
+        for byte in range(256):
+            crc = byte
+            for _ in range(8):
+                crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+            _CRC32C_TABLE.append(crc)
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def check_shard(path: str | os.PathLike, examples: int) -> None:
+    """Walk the record headers of the TFRecord file ``path`` (seeks, the data is not read): a :class:`ShardError`
+    naming the file when it is missing, truncated, has a corrupted record header, or holds other than ``examples``
+    records. A corrupted record *body* shows only when it is read (see :func:`damaged_shard_error`)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        handle = open(path, "rb")  # noqa: SIM115 -- closed below; the OSError of opening is mapped
+    except OSError as exc:
+        raise ShardError(
+            f"shard {str(path)!r}, listed in the manifest, cannot be read: {exc.strerror or exc}"
+        ) from None
+    offset = count = 0
+    with handle:
+        while offset < size:
+            header = handle.read(_RECORD_HEADER)
+            if len(header) < _RECORD_HEADER:
+                raise ShardError(
+                    f"shard {str(path)!r}: truncated record at offset {offset} (the file ends in its header)"
+                )
+            length, length_crc = struct.unpack("<QI", header)
+            if _masked_crc32c(header[:8]) != length_crc:
+                raise ShardError(f"shard {str(path)!r}: corrupted record at offset {offset} (length CRC mismatch)")
+            end = offset + _RECORD_HEADER + length + 4
+            if end > size:
+                raise ShardError(
+                    f"shard {str(path)!r}: truncated record at offset {offset} (it needs {end - offset} bytes, the "
+                    f"file ends {size - offset} bytes after its start)"
+                )
+            handle.seek(end)
+            offset, count = end, count + 1
+    if count != examples:
+        raise ShardError(f"shard {str(path)!r} holds {count} records, but the manifest lists {examples}")
+
+
+def _data_loss_reason(exc: Exception) -> str:
+    """What TensorFlow's ``DataLossError`` says is wrong, without its op and device noise."""
+    message = getattr(exc, "message", None) or str(exc)
+    found = re.search(r"(truncated|corrupted) record at (\d+)", message)
+    if found is None:
+        return " ".join(message.split())[:300]
+    kind, offset = found.groups()
+    return f"{kind} record at offset {offset}" + (" (CRC mismatch)" if kind == "corrupted" else "")
+
+
+def damaged_shard_error(shard_dir: str | os.PathLike, exc: Exception) -> ShardError:
+    """The :class:`ShardError` for a ``tf.errors.DataLossError`` met while reading the shards of ``shard_dir``: each
+    shard is read alone (CRCs checked by TensorFlow) to find and name the damaged one."""
+    import tensorflow as tf
+
+    for entry in read_manifest(shard_dir)["shards"]:
+        if not entry["examples"]:
+            continue
+        path = Path(shard_dir) / entry["file"]
+        try:
+            tf.data.TFRecordDataset(str(path)).reduce(np.int64(0), lambda n, _: n + 1)
+        except tf.errors.DataLossError as found:
+            return ShardError(f"shard {str(path)!r} is damaged: {_data_loss_reason(found)}")
+    return ShardError(f"reading the shards in {str(shard_dir)!r} failed: {_data_loss_reason(exc)}")
+
+
 # ---------------------------------------------------------------------------------------------- alignment
 def crop_alignment(arch: str, crop_steps: int, step_samples: int) -> np.ndarray:
     """Teacher window (within a crop) that each student output frame is trained against (see module docstring)."""
@@ -209,6 +297,10 @@ def make_dataset(
     drops the first batches before any decoding (used to resume an interrupted run exactly). Evaluation
     (``training=False``): one pass, in order, first crop of each record. Records shorter than the crop are
     skipped. Returns ``(dataset, DatasetInfo)``.
+
+    Every shard's record headers are checked first (:func:`check_shard`): a missing or truncated shard is a
+    :class:`ShardError` naming it. A record whose data is corrupted raises ``tf.errors.DataLossError`` when it is
+    read; :func:`damaged_shard_error` turns that into a :class:`ShardError` naming the shard.
     """
     import tensorflow as tf
 
@@ -218,7 +310,10 @@ def make_dataset(
     crop_steps = crop_steps or crop_steps_for(manifest, DEFAULT_CROP_SECONDS)
     head_classes = _selected_heads(manifest, heads, shard_dir)
     alignment = crop_alignment(arch, crop_steps, step_samples)
-    files = [str(Path(shard_dir) / s["file"]) for s in manifest["shards"] if s["examples"] > 0]
+    read = [s for s in manifest["shards"] if s["examples"] > 0]
+    for entry in read:
+        check_shard(Path(shard_dir) / entry["file"], int(entry["examples"]))
+    files = [str(Path(shard_dir) / s["file"]) for s in read]
     info = _dataset_info(manifest, shard_dir, head_classes, crop_steps, step_samples, alignment)
     long_enough, decode = _record_functions(info, step_samples, seed=seed, training=training)
     ds = _record_stream(

@@ -16,9 +16,10 @@
 * **Steps, checkpoints and resumption**: training runs ``steps`` optimizer steps; a Keras *epoch* is one checkpoint
   interval of ``checkpoint_every`` steps. At each interval's end a numbered checkpoint is written
   (``checkpoints/step-NNNNNNNN.weights.h5``, the package's weights format when the heads have the standard sizes,
-  loadable with ``SoundNet.from_pretrained``) and ``BackupAndRestore`` backs up weights and optimizer state. A
-  killed run started again with the same arguments restores the last backup and skips the batches already
-  consumed, so (with ``deterministic=True``) it ends with the same weights as an uninterrupted run.
+  loadable with ``SoundNet.from_pretrained``) and a crash-safe backup of weights and optimizer state is written
+  (``backup/epoch-NNNNNNNN.weights.h5`` and ``.json``; see :func:`write_backup`). A killed run started again with
+  the same arguments restores the newest intact backup and skips the batches already consumed, so (with
+  ``deterministic=True``) it ends with the same weights as an uninterrupted run.
 * **Logs**: TensorBoard scalars in ``logs/`` and Keras' progress bar.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,8 +36,9 @@ from pathlib import Path
 
 from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, heads, layer_table, trunk
 from ..errors import ConfigError
+from ..files import sha256_file
 from ..validation import check_positive
-from .data import DatasetInfo, crop_steps_for, make_dataset, read_manifest
+from .data import DatasetInfo, crop_steps_for, damaged_shard_error, make_dataset, read_manifest
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -231,16 +234,226 @@ class TrainResult:
     replicas: int
 
 
-def backed_up_epoch(backup_dir: Path) -> int:
-    """The epoch (checkpoint interval) a ``BackupAndRestore`` backup in ``backup_dir`` will resume at (0 if none)."""
-    meta = backup_dir / "training_metadata.json"
-    if not (backup_dir / "latest.weights.h5").is_file() or not meta.is_file():
-        return 0
+# ---------------------------------------------------------------------------------------------------- backups
+BACKUP_FORMAT = "soundnet_keras.training_backup/1"
+BACKUP_GENERATIONS = 2
+"""Complete backups kept in a backup folder: the latest and the previous one, used when the latest is damaged."""
+PARTIAL_PREFIX = ".partial-"
+"""Start of the temporary name a backup is written under before it is renamed into place."""
+_GENERATION = re.compile(r"^epoch-(\d{8})\.(weights\.h5|json)$")
+_LEGACY_WEIGHTS, _LEGACY_METADATA = "latest.weights.h5", "training_metadata.json"
+"""The files of ``keras.callbacks.BackupAndRestore``, which earlier versions used (still resumed from)."""
+
+
+@dataclass(frozen=True)
+class Backup:
+    """An intact backup: the epoch (checkpoint intervals done) a run resumes at from it, and its weights file."""
+
+    epoch: int
+    weights: Path
+
+
+@dataclass
+class BackupScan:
+    """What a backup folder holds: the intact backups (newest first), the damaged ones (file: what is wrong), and
+    weights files without metadata (a kill before the backup was complete: they never counted as backups)."""
+
+    usable: list[Backup]
+    damaged: list[str]
+    incomplete: list[Path]
+
+
+def backup_files(folder: Path, epoch: int) -> tuple[Path, Path]:
+    """``(weights, metadata)`` paths of the backup taken after ``epoch`` checkpoint intervals."""
+    stem = f"epoch-{epoch:08d}"
+    return folder / f"{stem}.weights.h5", folder / f"{stem}.json"
+
+
+def run_signature(arch: str, batch_size: int, every: int) -> dict:
+    """The arguments a backup is only valid for (they decide the model and which batches an epoch consumed)."""
+    return {"arch": arch, "batch_size": int(batch_size), "checkpoint_every": int(every)}
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a folder: a rename in it) to disk; folders that cannot be synced are left alone."""
     try:
-        return int(json.loads(meta.read_text())["epoch"])
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if path.is_dir():
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
+def _durable_replace(tmp: Path, target: Path) -> None:
+    """Flush ``tmp``, rename it over ``target`` and flush the folder: after a crash, the old file or the new one."""
+    _fsync(tmp)
+    os.replace(tmp, target)
+    _fsync(target.parent)
+
+
+def write_backup(model, folder: Path, epoch: int, signature: Mapping) -> Path:
+    """Back up ``model``'s weights and optimizer state after ``epoch`` intervals, crash-safely; returns the weights.
+
+    The weights go to a temporary file in ``folder`` (``.partial-*``), flushed to disk and renamed to
+    ``epoch-NNNNNNNN.weights.h5``; then ``epoch-NNNNNNNN.json`` (epoch, size and sha256 of the weights, the run's
+    :func:`run_signature`) is written the same way: it marks the backup complete. Only then are older backups
+    deleted, all but the previous one, so a kill at any moment leaves at least one complete backup (once one was
+    written), and a damaged latest backup has an intact previous one to fall back on.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    weights, metadata = backup_files(folder, epoch)
+    fd, name = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=".weights.h5", dir=folder)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        model.save_weights(str(tmp), overwrite=True)
+        record = {
+            "format": BACKUP_FORMAT,
+            "epoch": int(epoch),
+            "weights": weights.name,
+            "size": tmp.stat().st_size,
+            "sha256": sha256_file(tmp),
+            "run": dict(signature),
+        }
+        _durable_replace(tmp, weights)
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        _durable_replace(tmp, metadata)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _prune_backups(folder, epoch)
+    return weights
+
+
+def _generations(folder: Path) -> dict[int, list[Path]]:
+    """The backup files in ``folder`` by epoch."""
+    found: dict[int, list[Path]] = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = _GENERATION.match(path.name)
+            if match and path.is_file():
+                found.setdefault(int(match.group(1)), []).append(path)
+    return found
+
+
+def _prune_backups(folder: Path, latest: int) -> None:
+    """Delete every backup but ``latest`` and the newest complete one before it (newer ones belong to a timeline a
+    resume abandoned), and the files of ``BackupAndRestore``."""
+    generations = _generations(folder)
+    previous = [e for e in generations if e < latest and backup_files(folder, e)[1].is_file()]
+    keep = {latest, *sorted(previous)[-(BACKUP_GENERATIONS - 1) :]}
+    for epoch, paths in generations.items():
+        if epoch not in keep:
+            for path in paths:
+                path.unlink(missing_ok=True)
+    for name in (_LEGACY_WEIGHTS, _LEGACY_METADATA):
+        (folder / name).unlink(missing_ok=True)
+
+
+def _check_backup(folder: Path, epoch: int, signature: Mapping | None) -> str | None:
+    """What is wrong with the backup of ``epoch`` in ``folder`` (None: intact); a :class:`ConfigError` when it is
+    intact but was written by a run with other arguments (``signature``)."""
+    weights, metadata = backup_files(folder, epoch)
+    try:
+        record = json.loads(metadata.read_text(encoding="utf-8"))
+        if record["format"] != BACKUP_FORMAT or int(record["epoch"]) != epoch:
+            return f"its metadata {metadata.name} is not a backup record for epoch {epoch}"
+        size, digest, run = int(record["size"]), str(record["sha256"]), record["run"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        return f"its metadata {metadata.name} cannot be read ({type(exc).__name__}: {exc})"
+    if not weights.is_file():
+        return "its weights file is missing"
+    if weights.stat().st_size != size:
+        return f"truncated or overwritten: {weights.stat().st_size} bytes, its metadata says {size}"
+    if sha256_file(weights) != digest:
+        return "corrupted: its sha256 differs from the one in its metadata"
+    if signature is not None and dict(run) != dict(signature):
+        changed = ", ".join(f"{k} {run.get(k)!r} (now {v!r})" for k, v in signature.items() if run.get(k) != v)
+        raise ConfigError(
+            f"the training backup {str(weights)!r} was written by a run with other arguments: {changed}; start it "
+            f"again with the same arguments, or delete {str(folder)!r} to start over from step 0"
+        )
+    return None
+
+
+def _check_legacy(folder: Path) -> Backup | str:
+    """The backup ``keras.callbacks.BackupAndRestore`` left in ``folder``, or what is wrong with it."""
+    import h5py
+
+    try:
+        epoch = int(json.loads((folder / _LEGACY_METADATA).read_text(encoding="utf-8"))["epoch"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        return f"its metadata {_LEGACY_METADATA} cannot be read ({type(exc).__name__}: {exc})"
+    try:
+        with h5py.File(folder / _LEGACY_WEIGHTS, "r"):
+            pass
+    except OSError as exc:
+        return f"it cannot be opened as HDF5 ({' '.join(str(exc).split())})"
+    return Backup(epoch, folder / _LEGACY_WEIGHTS)
+
+
+def scan_backups(folder: Path, signature: Mapping | None = None) -> BackupScan:
+    """Check every backup in ``folder`` (metadata, size and sha256 of the weights): intact ones newest first, and
+    the damaged ones named with what is wrong. Raises :class:`ConfigError` for an intact backup of a run with
+    other arguments than ``signature``."""
+    usable: list[Backup] = []
+    damaged: list[str] = []
+    incomplete: list[Path] = []
+    generations = _generations(folder)
+    for epoch in sorted(generations, reverse=True):
+        weights, metadata = backup_files(folder, epoch)
+        if not metadata.is_file():
+            incomplete.append(weights)
+            continue
+        problem = _check_backup(folder, epoch, signature)
+        if problem is None:
+            usable.append(Backup(epoch, backup_files(folder, epoch)[0]))
+        else:
+            damaged.append(f"{str(backup_files(folder, epoch)[0])!r}: {problem}")
+    if not generations and (folder / _LEGACY_WEIGHTS).is_file():
+        legacy = _check_legacy(folder)
+        if isinstance(legacy, Backup):
+            usable.append(legacy)
+        else:
+            damaged.append(f"{str(folder / _LEGACY_WEIGHTS)!r}: {legacy}")
+    return BackupScan(usable, damaged, incomplete)
+
+
+def _no_usable_backup(folder: Path, damaged: Sequence[str]) -> ConfigError:
+    return ConfigError(
+        f"no usable training backup in {str(folder)!r}: {'; '.join(damaged)}. Delete that folder (or move it away) "
+        "to start this run over from step 0"
+    )
+
+
+def backed_up_epoch(backup_dir: Path) -> int:
+    """The epoch (checkpoint interval) the backups in ``backup_dir`` resume at: the newest intact one's (0 if there
+    are none); a :class:`ConfigError` naming the folder when there are backups but none is intact."""
+    scan = scan_backups(Path(backup_dir))
+    if scan.usable:
+        return scan.usable[0].epoch
+    if scan.damaged:
+        raise _no_usable_backup(Path(backup_dir), scan.damaged)
+    return 0
+
+
+def restore_backup(model, backup: Backup, folder: Path) -> None:
+    """Load ``backup``'s weights and optimizer state into ``model`` (compiled; call inside the strategy's scope)."""
+    try:
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(str(backup.weights))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(
-            f"cannot read the training backup {str(meta)!r}: {exc}; delete {backup_dir} to start over"
+            f"cannot restore the training backup {str(backup.weights)!r} into this model "
+            f"({' '.join(str(exc).split())[:300]}); start the run again with the same arguments, or delete "
+            f"{str(folder)!r} to start over from step 0"
         ) from None
 
 
@@ -271,6 +484,20 @@ class _StepCheckpoint:
                 written.append(export_weights(self.model, arch, folder / f"step-{step:08d}.weights.h5", source))
 
         return StepCheckpoint()
+
+
+class _BackupCallback:
+    """Keras callback factory: a crash-safe backup (:func:`write_backup`) at the end of every checkpoint interval."""
+
+    @staticmethod
+    def create(folder: Path, signature: Mapping):
+        import keras
+
+        class CrashSafeBackup(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                write_backup(self.model, folder, epoch + 1, signature)
+
+        return CrashSafeBackup()
 
 
 @dataclass(frozen=True)
@@ -332,12 +559,62 @@ def _workspace(output_dir: Path) -> _Workspace:
     return _Workspace(output, backup_dir, worker, chief)
 
 
-def _resume_epoch(backup_dir: Path, every: int, say: Callable[[str], None]) -> int:
-    """The epoch a backup in ``backup_dir`` resumes at (0 without one), said when there is one."""
-    start_epoch = backed_up_epoch(backup_dir)
-    if start_epoch:
-        say(f"resuming from the backup in {backup_dir} at step {start_epoch * every}")
-    return start_epoch
+def _cluster_size() -> int:
+    """Number of worker processes (chief included) ``TF_CONFIG`` describes (1 without it)."""
+    raw = os.environ.get("TF_CONFIG", "")
+    try:
+        cluster = json.loads(raw).get("cluster", {}) if raw else {}
+        return max(1, sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")))
+    except (ValueError, AttributeError, TypeError):
+        return 1
+
+
+def agreed_epoch(strategy, usable: Sequence[int], unusable: bool) -> int:
+    """The epoch every worker of ``strategy`` resumes at: the newest one all of them hold an intact backup of (0:
+    from scratch). ``unusable``: this worker has backups but none intact. Gathered across workers (a collective
+    every worker must enter); a :class:`ConfigError` on every worker when one of them has no intact backup."""
+    import tensorflow as tf
+
+    row = sorted(set(usable), reverse=True)[:BACKUP_GENERATIONS]
+    row = [-1] * BACKUP_GENERATIONS if unusable else row + [0] * (BACKUP_GENERATIONS - len(row))
+    values = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([row], tf.int64))
+    rows = [set(r) | {0} for r in strategy.gather(values, axis=0).numpy().tolist()]
+    if any(-1 in r for r in rows):
+        raise ConfigError("a worker of this run has training backups but none is intact (its log names them)")
+    return max(set.intersection(*rows))
+
+
+def _resume(
+    workspace: _Workspace, strategy, signature: Mapping, every: int, say: Callable[[str], None]
+) -> Backup | None:
+    """The backup to resume from (None: start at step 0), with damaged backups and leftovers of a kill said."""
+    folder = workspace.backup_dir
+    if folder.is_dir():
+        for partial in folder.glob(PARTIAL_PREFIX + "*"):
+            say(f"removed {partial}, a backup that a killed run did not finish writing")
+            partial.unlink(missing_ok=True)
+    scan = scan_backups(folder, signature)
+    for weights in scan.incomplete:
+        say(f"ignored {weights}, a backup without its metadata file (the run was killed while writing it)")
+    for problem in scan.damaged:
+        say(f"skipped the damaged training backup {problem}")
+    epochs = [b.epoch for b in scan.usable]
+    unusable = bool(scan.damaged and not scan.usable)
+    epoch = max(epochs, default=0)
+    if _cluster_size() > 1:
+        try:
+            epoch = agreed_epoch(strategy, epochs, unusable)
+        except ConfigError:
+            if not unusable:
+                raise
+    if unusable:
+        raise _no_usable_backup(folder, scan.damaged)
+    if not epoch:
+        return None
+    backup = next(b for b in scan.usable if b.epoch == epoch)
+    older = " (the newest backup every worker holds)" if epoch != epochs[0] else ""
+    say(f"resuming from the backup {backup.weights} at step {epoch * every}{older}")
+    return backup
 
 
 def _run_summary(
@@ -357,15 +634,16 @@ def _training_callbacks(
     every: int,
     source: str,
     written: list[Path],
+    signature: Mapping,
     say: Callable[[str], None],
 ) -> list:
-    """The built-in callbacks: backup and restore, numbered checkpoints and, when wanted, TensorBoard logs."""
+    """The built-in callbacks: crash-safe backups, numbered checkpoints and, when wanted, TensorBoard logs."""
     import keras
 
     output = workspace.output
     checkpoint_dir = output / "checkpoints" if workspace.chief else Path(tempfile.mkdtemp(prefix="soundnet-worker-"))
     cbs = [
-        keras.callbacks.BackupAndRestore(str(workspace.backup_dir), save_freq="epoch", delete_checkpoint=False),
+        _BackupCallback.create(workspace.backup_dir, signature),
         _StepCheckpoint.create(config.arch, checkpoint_dir, every, source, written),
     ]
     if _tensorboard_wanted(config.tensorboard, say):
@@ -393,6 +671,7 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
     ``config.strategy`` with a ready ``tf.distribute`` strategy.
     """
     import keras
+    import tensorflow as tf
 
     say = log or (lambda message: None)
     steps, batch_size, every, crop_steps = _checked_settings(config)
@@ -405,7 +684,9 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
         lr = config.learning_rate * (batch_size / REFERENCE_BATCH if config.scale_lr else 1.0)
         epochs = _epochs(steps, every, say)
         workspace = _workspace(config.output_dir)
-        start_epoch = _resume_epoch(workspace.backup_dir, every, say)
+        signature = run_signature(config.arch, batch_size, every)
+        backup = _resume(workspace, strategy, signature, every, say)
+        start_epoch = backup.epoch if backup else 0
         dataset, info = make_dataset(
             config.shards,
             arch=config.arch,
@@ -420,13 +701,24 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
         with strategy.scope():
             model = build_student(config.arch, info.heads, init=config.init)
             compile_student(model, learning_rate=lr, beta_1=config.beta_1, loss_lambda=config.loss_lambda)
+            if backup:
+                restore_backup(model, backup, workspace.backup_dir)
         source = f"soundnet-train on {config.shards}"
         written: list[Path] = []
-        cbs = _training_callbacks(config, workspace, every, source, written, say)
+        cbs = _training_callbacks(config, workspace, every, source, written, signature, say)
         cbs.extend(callbacks)
-        history = model.fit(
-            dataset, epochs=epochs, steps_per_epoch=every, callbacks=cbs, verbose=config.verbose, shuffle=False
-        )
+        try:
+            history = model.fit(
+                dataset,
+                epochs=epochs,
+                initial_epoch=start_epoch,
+                steps_per_epoch=every,
+                callbacks=cbs,
+                verbose=config.verbose,
+                shuffle=False,
+            )
+        except tf.errors.DataLossError as exc:  # a shard record fails its CRC: name the shard
+            raise damaged_shard_error(config.shards, exc) from None
         weights_path = _export_final(model, config, workspace, source, say)
         return TrainResult(model, epochs * every, dict(history.history), weights_path, written, lr, replicas)
     finally:
