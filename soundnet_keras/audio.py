@@ -20,9 +20,11 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from .architecture import SAMPLE_RATE
 from .errors import AudioError, AudioTypeError, ConfigError, SoundNetError
@@ -189,8 +191,6 @@ def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_R
     sample_rate = check_sample_rate(sample_rate)
     if sample_rate == target_rate:
         return waveform
-    import soxr
-
     if waveform.ndim == 1:
         return soxr.resample(waveform, sample_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
     resampled = soxr.resample(np.ascontiguousarray(waveform.T), sample_rate, target_rate, quality="HQ")
@@ -230,7 +230,7 @@ def _check_file(path: Path) -> None:
 
 
 def _open(path: Path):
-    import soundfile
+    import soundfile  # native libsndfile (~10 ms): only when a file is read; every CLI imports this module for --help
 
     try:
         return soundfile.SoundFile(str(path))
@@ -292,8 +292,6 @@ def _resampler(rate: int, out_rate: int):
     """A soxr stream (mono, float32, high quality) from ``rate`` to ``out_rate``, or None when they are equal."""
     if out_rate == rate:
         return None
-    import soxr
-
     return soxr.ResampleStream(rate, out_rate, 1, dtype="float32", quality="HQ")
 
 
@@ -340,7 +338,7 @@ def load_audio(
     bounded for files of any length. Returns ``(waveform, sample_rate)``. Raises :class:`AudioError` naming the
     file when it is missing, unreadable, empty, not audio, has no samples or has NaN/Inf samples.
     """
-    import soundfile
+    import soundfile  # native libsndfile (~10 ms): only when a file is read; every CLI imports this module for --help
 
     path = Path(path)
     check_channels(channels)
@@ -456,8 +454,6 @@ def example_clip() -> Path:
     Made by ``benchmarks/make_example_clip.py`` (see ``soundnet_keras/data/README.md``); ``soundnet-classify
     --example`` classifies it, so the CLI can be tried right after installation.
     """
-    from importlib import resources
-
     resource = resources.files("soundnet_keras") / "data" / EXAMPLE_CLIP_NAME
     path = Path(str(resource))
     if not path.is_file():

@@ -35,10 +35,18 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .convert import convert_torch_params
 from .errors import ConversionError, IntegrityError, PretrainedUnavailableError, WeightsError
 from .files import sha256_file
 from .presets import AUTHORS_ZIP, PRESETS, REGISTRY_SDIST, Preset, Source, get_preset
 from .sound8_npy import read_categories, read_sound8_npy
+from .torch7 import read_t7
+from .weights import FORMAT, load_weights, save_weights
+
+try:
+    import fcntl  # POSIX only
+except ImportError:  # pragma: no cover - Windows: no flock; the atomic writes alone protect the cache
+    fcntl = None
 
 Log = Callable[[str], None]
 
@@ -73,9 +81,7 @@ def _locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (POSIX ``flock``; elsewhere the atomic writes alone protect the cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
+        if fcntl is None:  # pragma: no cover - Windows
             yield
             return
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -86,8 +92,6 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _convert(arch: str, torch_params: dict, output: Path, source: Path, categories: dict | None, log: Log) -> None:
-    from .convert import convert_torch_params
-
     convert_torch_params(arch, torch_params, output, source_path=source, categories=categories, log=log)
 
 
@@ -110,8 +114,6 @@ def _from_authors_zip(preset: Preset, source: Source, work: Path, log: Log) -> t
                 shutil.copyfileobj(src, dst, 1 << 20)
     except zipfile.BadZipFile as exc:
         raise IntegrityError(f"{url} is not a valid zip file: {exc}") from None
-    from .torch7 import read_t7
-
     _arch, torch_params, _info = read_t7(target, preset.architecture)
     return torch_params, target
 
@@ -194,8 +196,6 @@ def _obtain(preset: Preset, output: Path, log: Log) -> None:
 def _cached_ok(path: Path, preset: Preset, log: Log) -> bool:
     if not path.is_file():
         return False
-    from .weights import FORMAT, load_weights, save_weights
-
     try:
         weights = load_weights(path)
     except WeightsError as exc:
@@ -253,8 +253,6 @@ def _local_file(path: Path, log: Log) -> Path:
             return target
         log(f"converting {path} into {target}")
         if path.suffix == ".t7":
-            from .torch7 import read_t7
-
             arch, torch_params, _info = read_t7(path)
             _convert(arch, torch_params, target, path, None, log)
         else:
