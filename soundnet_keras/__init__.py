@@ -4,6 +4,8 @@
 >>> net = SoundNet.from_pretrained()          # doctest: +SKIP
 """
 
+import importlib
+
 from .architecture import SAMPLE_RATE, WAVEFORM_SCALE, FrameTimes, Geometry, architectures, geometry
 from .errors import (
     AudioError,
@@ -24,8 +26,6 @@ _LAZY = {"SoundNet": "model", "Features": "results", "Prediction": "model"}
 def __getattr__(name: str):
     """Import the Keras/TensorFlow parts on first use, so that CLIs and error paths start fast."""
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

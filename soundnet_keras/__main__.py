@@ -6,6 +6,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from . import __version__
+
 COMMANDS = {
     "classify": ("soundnet_keras.cli.classify", "objects and scenes over time for audio files (soundnet-classify)"),
     "extract": ("soundnet_keras.cli.extract", "features of any layer for many files to .npz/HDF5 (soundnet-extract)"),
@@ -19,8 +21,6 @@ COMMANDS = {
 
 def usage() -> str:
     """The help text listing the commands."""
-    from . import __version__
-
     width = max(map(len, COMMANDS))
     lines = [
         f"soundnet_keras {__version__}: SoundNet (Aytar, Vondrick & Torralba, NIPS 2016) in Keras 3",
@@ -42,8 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage())
         return 0
     if args[0] in ("-V", "--version"):
-        from . import __version__
-
         print(__version__)
         return 0
     if args[0] not in COMMANDS:

@@ -22,9 +22,11 @@ import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from .architecture import SAMPLE_RATE
 from .errors import AudioError, AudioTypeError, ConfigError, SoundNetError, TruncatedAudioWarning
@@ -205,8 +207,6 @@ def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_R
     sample_rate = check_sample_rate(sample_rate)
     if sample_rate == target_rate:
         return waveform
-    import soxr
-
     if waveform.ndim == 1:
         return soxr.resample(waveform, sample_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
     resampled = soxr.resample(np.ascontiguousarray(waveform.T), sample_rate, target_rate, quality="HQ")
@@ -246,7 +246,7 @@ def _check_file(path: Path) -> None:
 
 
 def _open(path: Path):
-    import soundfile
+    import soundfile  # native libsndfile (~10 ms): only when a file is read; every CLI imports this module for --help
 
     try:
         return soundfile.SoundFile(str(path))
@@ -316,8 +316,6 @@ def _resampler(rate: int, out_rate: int):
     """A soxr stream (mono, float32, high quality) from ``rate`` to ``out_rate``, or None when they are equal."""
     if out_rate == rate:
         return None
-    import soxr
-
     return soxr.ResampleStream(rate, out_rate, 1, dtype="float32", quality="HQ")
 
 
@@ -377,7 +375,7 @@ def load_audio_noted(
 ) -> tuple[np.ndarray, int, list[str]]:
     """:func:`load_audio`, with what the caller should be told about the file (a truncation) returned as notes
     instead of warned (thread-safe: :func:`decode_files` attaches them to each file's result)."""
-    import soundfile
+    import soundfile  # native libsndfile (~10 ms): only when a file is read; every CLI imports this module for --help
 
     path = Path(path)
     check_channels(channels)
@@ -528,8 +526,6 @@ def example_clip() -> Path:
     Made by ``benchmarks/make_example_clip.py`` (see ``soundnet_keras/data/README.md``); ``soundnet-classify
     --example`` classifies it, so the CLI can be tried right after installation.
     """
-    from importlib import resources
-
     resource = resources.files("soundnet_keras") / "data" / EXAMPLE_CLIP_NAME
     path = Path(str(resource))
     if not path.is_file():

@@ -22,6 +22,8 @@ import numpy as np
 from .architecture import SAMPLE_RATE, geometry, heads, layer_table, output_names
 from .errors import ConfigError, ConversionError
 from .files import atomic_path, sha256_file
+from .reference import reference_forward
+from .torch7 import read_t7
 from .weights import WeightsFile, check_categories, load_weights, save_weights, torch_to_keras
 
 Log = Callable[[str], None]
@@ -93,7 +95,7 @@ def synthetic_waveform(num_samples: int) -> np.ndarray:
 
 def _keras_outputs(arch: str, weights: WeightsFile, waveform: np.ndarray) -> dict[str, np.ndarray]:
     """Run the Keras model with ``weights`` and return every named output, each (frames, channels)."""
-    import keras
+    import keras  # heavy (Keras/TensorFlow): only to validate a conversion; pretrained imports this module
 
     from .network import build_network, set_params, stage_layer
 
@@ -138,8 +140,6 @@ def validate(
     Runs both on :func:`synthetic_waveform` of ``num_samples`` samples (default :func:`default_validate_samples`)
     and returns ``(num_samples, diffs)``; :func:`check_diffs` judges them.
     """
-    from .reference import reference_forward
-
     minimum = geometry(arch, heads(arch)[0].name).min_samples
     num_samples = default_validate_samples(arch) if num_samples is None else int(num_samples)
     if num_samples < minimum:
@@ -234,8 +234,6 @@ def convert(
     recorded as the weights' origin (default: the input file's name). See :func:`convert_torch_params` for the
     other arguments, validation and errors.
     """
-    from .torch7 import read_t7
-
     say: Log = log or (lambda message: None)
     input_path = Path(input_path)
     found_arch, torch_params, info = read_t7(input_path, arch)

@@ -78,7 +78,7 @@ def read_metadata(path: str | os.PathLike, formats: Sequence[str], what: str) ->
 def load_keras(path: str | os.PathLike, what: str) -> Any:
     """The Keras model of the ``.keras`` file ``path``, loaded by Keras with ``safe_mode=True`` (no lambdas, no
     code from the file) and not compiled."""
-    import keras
+    import keras  # heavy (Keras/TensorFlow): reading a file's metadata needs no Keras
 
     try:
         return keras.saving.load_model(os.fspath(path), safe_mode=True, compile=False)

@@ -23,6 +23,7 @@ from .architecture import SAMPLE_RATE, Geometry, PadMode, geometry, output_names
 from .audio import read_inputs
 from .errors import ConfigError
 from .network import build_network, build_serving_model, compile_inference, export_serving, get_params, set_params
+from .pretrained import report, resolve
 from .results import ClipResult, Features, HeadScores
 from .running import run_clip, run_clips
 from .weights import WeightsFile, category_names, load_weights, save_weights
@@ -155,8 +156,6 @@ class SoundNet:
         Presets are taken from the cache, or obtained, verified, converted and cached on first use (see
         :mod:`soundnet_keras.pretrained`); ``verbose`` reports those steps on stderr.
         """
-        from .pretrained import report, resolve
-
         path = resolve(name_or_path, log=report if verbose else None)
         weights = load_weights(path)
         return cls(weights.architecture, weights=weights)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from .architecture import (
     BATCHNORM_EPSILON,
@@ -141,8 +142,6 @@ def inference_function(model: keras.Model, arch: str, names: tuple[str, ...]):
     at least :data:`MATMUL_MIN_CHANNELS` channels run as framed matrix products. TensorFlow ops; wrap it in
     ``tf.function`` (:meth:`SoundNet.forward` does).
     """
-    import tensorflow as tf
-
     chain = trunk(arch)
     wanted_heads = [h for h in heads(arch) if h.name in names]
     if not wanted_heads:
@@ -198,8 +197,6 @@ def compile_inference(model: keras.Model, arch: str, names: tuple[str, ...], *, 
     The BatchNorm folding happens *inside* the compiled function, from the model's live variables: as fast as a
     folded model, and never stale when the model's weights change (training, ``set_weights``).
     """
-    import tensorflow as tf
-
     return tf.function(
         inference_function(model, arch, names),
         input_signature=[tf.TensorSpec([None, None], tf.float32)],

@@ -37,10 +37,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from .convert import convert_torch_params
 from .errors import ConversionError, IntegrityError, PretrainedUnavailableError, WeightsError
 from .files import sha256_file
 from .presets import AUTHORS_ZIP, PRESETS, REGISTRY_SDIST, Preset, Source, get_preset
 from .sound8_npy import read_categories, read_sound8_npy
+from .torch7 import read_t7
+from .weights import FORMAT, load_weights, params_digest, save_weights, torch_to_keras
+
+try:
+    import fcntl  # POSIX only
+except ImportError:  # pragma: no cover - Windows: no flock; the atomic writes alone protect the cache
+    fcntl = None
 
 Log = Callable[[str], None]
 
@@ -84,9 +92,7 @@ def _locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (POSIX ``flock``; elsewhere the atomic writes alone protect the cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
+        if fcntl is None:  # pragma: no cover - Windows
             yield
             return
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -97,8 +103,6 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _convert(arch: str, torch_params: dict, output: Path, source: Path, categories: dict | None, log: Log) -> None:
-    from .convert import convert_torch_params
-
     convert_torch_params(arch, torch_params, output, source_path=source, categories=categories, log=log)
 
 
@@ -152,8 +156,6 @@ def _from_authors_zip(preset: Preset, source: Source, work: Path, log: Log) -> t
         raise PretrainedUnavailableError(f"{MIRROR_VARIABLE}={source.location!r} is not a URL: {exc}") from None
     target = extract_member(archive, source.member, work / source.member)
     archive.unlink()
-    from .torch7 import read_t7
-
     _arch, torch_params, _info = read_t7(target, preset.architecture)
     return torch_params, target
 
@@ -225,8 +227,6 @@ def _label(source: Source) -> str:
 
 def _verified(preset: Preset, torch_params: dict, source: Source) -> dict:
     """``torch_params`` if they convert to the preset's pinned weights (or it pins none); else IntegrityError."""
-    from .weights import params_digest, torch_to_keras
-
     if preset.weights_sha256 is None:
         return torch_params
     digest = params_digest(preset.architecture, torch_to_keras(preset.architecture, torch_params))
@@ -293,8 +293,6 @@ def _cached_ok(path: Path, preset: Preset, log: Log) -> bool:
     preset pins a digest, holds exactly those weights (about 0.06 s for SoundNet-8)."""
     if not path.is_file():
         return False
-    from .weights import FORMAT, load_weights, params_digest, save_weights
-
     try:
         weights = load_weights(path)
     except WeightsError as exc:
@@ -350,8 +348,6 @@ def resolve(name_or_path: str | os.PathLike = "soundnet8", *, log: Log | None = 
 
 def _converted_ok(path: Path, log: Log) -> bool:
     """Whether an earlier conversion in the cache still loads (a damaged one is converted again)."""
-    from .weights import load_weights
-
     try:
         load_weights(path)
     except WeightsError as exc:
@@ -376,8 +372,6 @@ def _local_file(path: Path, log: Log) -> Path:
             return target
         log(f"converting {path} into {target}")
         if path.suffix == ".t7":
-            from .torch7 import read_t7
-
             arch, torch_params, _info = read_t7(path)
             _convert(arch, torch_params, target, path, None, log)
         else:

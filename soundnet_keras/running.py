@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .architecture import SAMPLE_RATE, InputPlan, PadMode, frame_times, plan_input
+from .chunking import min_chunk_samples, run_chunked
 from .errors import InputTooShortError
 from .results import Features
 from .validation import check_positive
@@ -27,8 +28,6 @@ def chunk_samples(arch: str, names: tuple[str, ...], chunk_seconds: float | None
     """Input length above which inputs run in chunks (None: never)."""
     if chunk_seconds is None:
         return None
-    from .chunking import min_chunk_samples
-
     return max(round(chunk_seconds * SAMPLE_RATE), min_chunk_samples(arch, names))
 
 
@@ -46,8 +45,6 @@ def forward_any_length(
     total = batch.shape[-1] + (0 if tail is None else tail.shape[-1])
     if chunk is None or total <= chunk:
         return dict(forward(batch if tail is None else np.concatenate([batch, tail], axis=-1), names))
-    from .chunking import run_chunked
-
     return run_chunked(forward, arch, batch, names, chunk, tail=tail)
 
 

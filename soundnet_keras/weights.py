@@ -164,7 +164,7 @@ class WeightsFile:
 def save_weights(path: str | os.PathLike, weights: WeightsFile) -> Path:
     """Write ``weights`` to ``path`` in Keras' layout with our metadata (see the module docstring), atomically: a
     reader sees the old file or the complete new one, never half."""
-    import h5py
+    import h5py  # heavy (h5py): only when a file is read or written; pretrained and reference import this module
 
     from .network import build_network, set_params  # imports Keras: only when a file is written
 
@@ -206,7 +206,7 @@ def _keras_layout_params(f) -> KerasParams:
 
 def load_weights(path: str | os.PathLike) -> WeightsFile:
     """Read a ``.weights.h5`` file written by :func:`save_weights`, checking format and shapes strictly."""
-    import h5py
+    import h5py  # heavy (h5py): only when a file is read or written; pretrained and reference import this module
 
     path = Path(path)
     if not path.is_file():

@@ -23,7 +23,7 @@ from .common import ArgumentParser, add_cache_arguments, clear_cache_if_asked, g
 
 
 def build_parser() -> ArgumentParser:
-    from ..transfer.esc import PROTOCOLS
+    from ..transfer.esc import PROTOCOLS  # heavy (scikit-learn): loaded when the parser is built, not on import
 
     parser = ArgumentParser(prog="soundnet-bench", description="Benchmarks of SoundNet features.")
     sub = parser.add_subparsers(dest="benchmark", required=True, parser_class=ArgumentParser)
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _esc(args: argparse.Namespace) -> int:
+    # heavy (scikit-learn): only when the command runs
     from ..transfer.esc import format_results, parse_protocols, plot_confusion, read_esc, run_benchmark
 
     start = time.monotonic()

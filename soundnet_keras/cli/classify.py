@@ -51,8 +51,8 @@ from .common import (
     run_cli,
 )
 
-if TYPE_CHECKING:  # the model module imports TensorFlow, which load_model starts with its C++ lines hidden
-    from ..model import Prediction
+if TYPE_CHECKING:
+    from ..model import Prediction  # heavy (TensorFlow): load_model imports it with its C++ lines hidden
 
 HEAD_ORDER = ("scenes", "objects")
 
@@ -128,7 +128,7 @@ class HeadClassifier:
         self.score_kind = "probability"
 
     def classify(self, items: Sequence[Decoded]) -> list[ClipResult | SoundNetError]:
-        from ..transfer import classify_files
+        from ..transfer import classify_files  # heavy (scikit-learn): only with --head
 
         results: list[ClipResult | SoundNetError] = []
         for item in items:
@@ -147,7 +147,7 @@ class HeadClassifier:
 def make_classifier(args: argparse.Namespace) -> Classifier | HeadClassifier:
     """Build the classifier for the command line's options: SoundNet's own heads, or a trained ``--head``."""
     if args.head is not None:
-        from ..transfer import FORMAT, load_classifier, read_format
+        from ..transfer import FORMAT, load_classifier, read_format  # heavy (scikit-learn): only with --head
 
         if not args.head.is_file():
             raise SoundNetError(f"--head: classifier file {str(args.head)!r} does not exist")
@@ -251,7 +251,7 @@ def csv_rows(result: ClipResult, top_k: int, frames: bool) -> list[list[object]]
 
 def plot_timeline(result: ClipResult, path: Path, top_k: int) -> Path:
     """Draw the top scene and object probabilities over the clip's frames to an image file (matplotlib, Agg)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy (matplotlib, ~0.3 s): only with --plot
 
     heads = _heads(result)
     fig = Figure(figsize=(10, 2.6 * len(heads)), layout="constrained")
@@ -442,7 +442,7 @@ def _classify_all(files: Sequence[Path], classifier: Classifier | HeadClassifier
 def _run(args: argparse.Namespace) -> int:
     files = _input_files(args)
     classifier = make_classifier(args)
-    from tqdm import tqdm
+    from tqdm import tqdm  # ~30 ms to import: only when the command runs, so --help stays fast
 
     progress = tqdm(total=len(files), unit="file", disable=True if args.quiet else None, file=sys.stderr)
     report = _Report(args, files, progress)

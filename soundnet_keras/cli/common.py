@@ -13,7 +13,7 @@ from typing import NoReturn
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from ..audio import expand_paths
-from ..errors import SoundNetError
+from ..errors import ConfigError, SoundNetError
 
 EXIT_OK = 0
 EXIT_FILE_FAILED = 1
@@ -113,8 +113,6 @@ def check_output(path: Path, option: str, inputs: Sequence[Path] = ()) -> Path:
 
 def keras_output(text: str, example: str) -> Path:
     """An ``--output`` model file: a ``.keras`` name that is not a folder, checked before any work is done."""
-    from ..errors import ConfigError
-
     path = Path(text)
     if path.is_dir():
         raise ConfigError(f"--output {text!r} is a folder; give a file name such as {example}")
@@ -146,7 +144,7 @@ def positive_float(text: str) -> float:
 def load_model(weights: str, *, verbose: bool):
     """Load the network for a CLI (pretrained preset or weights file), with TensorFlow's native noise silenced."""
     with quiet_native_stderr():
-        import tensorflow as tf
+        import tensorflow as tf  # heavy (TensorFlow): only when the command runs
 
         from ..model import SoundNet
 
@@ -175,7 +173,7 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
 def clear_cache_if_asked(args: argparse.Namespace) -> None:
     """Empty the feature cache when ``--clear-cache`` was given, saying how many entries went (stderr)."""
     if args.clear_cache:
-        from ..transfer import FeatureCache
+        from ..transfer import FeatureCache  # heavy (scikit-learn): only when the command runs
 
         cache = FeatureCache(args.cache_dir)
         removed = cache.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import ConfigError
 from .common import guard, keras_output
 
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        from ..errors import ConfigError
+        # heavy (scikit-learn; Keras/TensorFlow once training starts): only when the command runs
         from ..training.finetune import FinetuneConfig, clips_from_csv, clips_from_folder, finetune, split_clips
 
         output = keras_output(args.output, "my-model.keras")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import ConfigError
 from .common import guard
 
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        from ..errors import ConfigError
+        # ~25 ms to import (training.data and its helpers): only when the command runs, so --help stays fast
         from ..training.teacher import collect_videos, extract_shards, find_ffmpeg, load_teacher, parse_teacher_spec
 
         specs = {h: parse_teacher_spec(h, s) for h, s in (("objects", args.objects), ("scenes", args.scenes)) if s}

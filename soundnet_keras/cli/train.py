@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        from ..training.train import TrainConfig, train
+        from ..training.train import TrainConfig, train  # heavy (Keras/TensorFlow): only when the command runs
 
         config = TrainConfig(
             shards=Path(args.shards),

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..transfer import ClipClassifier, cross_val_accuracy
+    from ..transfer import ClipClassifier, cross_val_accuracy  # heavy (scikit-learn): only when the command runs
     from ..transfer.clip_classifier import check_settings
 
     start = time.monotonic()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..architecture import SAMPLE_RATE, TRAINING_CROP_SECONDS, layer_table, output_length
+from ..architecture import SAMPLE_RATE, TRAINING_CROP_SECONDS, geometry, layer_table, output_length
 from ..errors import ConfigError, SoundNetError
 from ..files import write_text_atomic
 from ..validation import check_positive
@@ -93,7 +93,7 @@ def write_manifest(directory: str | os.PathLike, manifest: Mapping) -> None:
 # -------------------------------------------------------------------------------------------------- records
 def encode_record(video: str, audio: np.ndarray, teachers: Mapping[str, np.ndarray], step_samples: int) -> bytes:
     """Serialise one video as a ``tf.train.Example``: int16 audio, per-head float32 (steps, classes) teachers."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
     audio = np.asarray(audio, np.float32)
     num_steps = audio.shape[0] // step_samples
@@ -119,7 +119,7 @@ class ShardWriter:
     """Write records to ``shard-NNNNN.tfrecord`` through a temporary file, renamed into place on :meth:`close`."""
 
     def __init__(self, directory: str | os.PathLike, index: int) -> None:
-        import tensorflow as tf
+        import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
         self.name = f"shard-{index:05d}.tfrecord"
         self.path = Path(directory) / self.name
@@ -222,7 +222,7 @@ def _data_loss_reason(exc: Exception) -> str:
 def damaged_shard_error(shard_dir: str | os.PathLike, exc: Exception) -> ShardError:
     """The :class:`ShardError` for a ``tf.errors.DataLossError`` met while reading the shards of ``shard_dir``: each
     shard is read alone (CRCs checked by TensorFlow) to find and name the damaged one."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
     for entry in read_manifest(shard_dir)["shards"]:
         if not entry["examples"]:
@@ -242,8 +242,6 @@ def crop_alignment(arch: str, crop_steps: int, step_samples: int) -> np.ndarray:
     crop_samples = crop_steps * step_samples
     frames = output_length(arch, "objects", crop_samples)
     if frames < 1:
-        from ..architecture import geometry
-
         need = geometry(arch, "objects").min_samples
         raise ConfigError(
             f"a crop of {crop_steps} teacher windows ({crop_samples} samples) is too short for {arch}: its heads "
@@ -302,7 +300,7 @@ def make_dataset(
     :class:`ShardError` naming it. A record whose data is corrupted raises ``tf.errors.DataLossError`` when it is
     read; :func:`damaged_shard_error` turns that into a :class:`ShardError` naming the shard.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
     manifest = read_manifest(shard_dir)
     batch_size = check_positive(batch_size, "batch_size", integer=True)
@@ -370,7 +368,7 @@ def _dataset_info(
 
 def _record_functions(info: DatasetInfo, step_samples: int, *, seed: int, training: bool) -> tuple[Callable, Callable]:
     """``(long_enough(record), decode(index, record))``: the filter and the crop decoder of the record stream."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
     scalar = {"num_steps": tf.io.FixedLenFeature([], tf.int64)}
     full = {**scalar, "audio": tf.io.FixedLenFeature([], tf.string)}
@@ -399,7 +397,7 @@ def _record_functions(info: DatasetInfo, step_samples: int, *, seed: int, traini
 
 def _crop_start(num_steps, index, crop_steps: int, *, seed: int, training: bool):
     """First teacher window of a record's crop: random (stateless, from ``(seed, index)``) in training, else 0."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
     if not training:
         return tf.constant(0, tf.int64)
@@ -417,7 +415,7 @@ def _record_stream(
 ):
     """The records of ``files`` long enough for a crop: shuffled, interleaved and repeated forever in training,
     one pass in order otherwise."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
     if not training:
         return tf.data.TFRecordDataset(files).filter(long_enough)
@@ -434,7 +432,7 @@ def _record_stream(
 
 def _deterministic_options():
     """``tf.data.Options`` of the pipeline: deterministic order, automatic sharding across workers."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
     options = tf.data.Options()
     options.deterministic = True

@@ -30,7 +30,9 @@ from ..architecture import SAMPLE_RATE, pad_to_length
 from ..audio import load_audio
 from ..errors import ConfigError, WeightsError
 from ..labelled import LabelledFiles, read_class_folders, read_labelled_csv
+from ..pretrained import resolve
 from ..validation import check_positive
+from ..weights import BN_VARIABLES, load_weights
 from .finetuned import (  # noqa: F401  (re-exported: the first home of these names)
     AGGREGATIONS,
     FINETUNED_FORMAT,
@@ -152,7 +154,7 @@ def finetune(
     verbose: int | str = "auto",
 ) -> FinetuneResult:
     """Fit a new head (and optionally the trunk) on ``clips[train_idx]``; report accuracy on ``clips[val_idx]``."""
-    import keras
+    import keras  # heavy (Keras/TensorFlow): soundnet-finetune imports this module before checking its inputs
 
     say = log or (lambda message: None)
     if len(train_idx) == 0:
@@ -180,7 +182,7 @@ def finetune(
 
 def _initial_classifier(clips: LabelledClips, config: FinetuneConfig) -> FinetunedClassifier:
     """The classifier before training: the pretrained trunk (frozen or not, as ``config`` says) and a new head."""
-    from .train import load_init_params
+    from .train import load_init_params  # heavy (Keras/TensorFlow): .train imports them at its top
 
     arch = _weights_arch(config.init)
     trunk, model = build_classifier(
@@ -209,7 +211,7 @@ def _initial_classifier(clips: LabelledClips, config: FinetuneConfig) -> Finetun
 def _crop_batches(audio: dict, train_idx: np.ndarray, labels: np.ndarray, window: int, config: FinetuneConfig):
     """A ``keras.utils.PyDataset`` of shuffled training batches, each clip cut (or repeated) to ``window`` samples;
     order and crops depend only on ``config.seed``, the epoch and the batch index."""
-    import keras
+    import keras  # heavy (Keras/TensorFlow): soundnet-finetune imports this module before checking its inputs
 
     class CropBatches(keras.utils.PyDataset):
         def __init__(self) -> None:
@@ -238,15 +240,10 @@ def _accuracy(classifier: FinetunedClassifier, waveforms: list[np.ndarray], labe
 
 
 def _weights_arch(init: str) -> str:
-    from ..pretrained import resolve
-    from ..weights import load_weights
-
     return load_weights(resolve(init, log=None)).architecture
 
 
 def _load_trunk(trunk, params: dict, arch: str) -> None:
-    from ..weights import BN_VARIABLES
-
     for layer in trunk.layers:
         if not layer.weights:
             continue

@@ -39,7 +39,7 @@ def build_classifier(
     arch: str, layer: str, num_classes: int, *, head_kernel: int = 1, head_stride: int = 1, aggregation: str = "mean"
 ):
     """(trunk submodel, full classifier model): waveform -> trunk ``layer`` -> head conv -> time pooling -> softmax."""
-    import keras
+    import keras  # heavy (Keras/TensorFlow): soundnet-finetune imports this module before checking its inputs
 
     from ..network import build_network, stage_layer
 
@@ -95,7 +95,7 @@ class FinetunedClassifier:
         return min_samples_for(self.arch, self.layer, self.head_kernel)
 
     def _probabilities(self, audio: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
+        import tensorflow as tf  # heavy (TensorFlow): only when a fine-tuned network runs
 
         if self._run is None:
             model = self.model
@@ -195,7 +195,7 @@ def _from_metadata(meta: Any, classes: list[str], source: str) -> FinetunedClass
 
 def _load_legacy(path: Path) -> FinetunedClassifier:
     """A fine-tuned network of the first format: one HDF5 file, ``weights/<layer>/<variable>``."""
-    import h5py
+    import h5py  # heavy (h5py): only for files of the first (HDF5) format
 
     try:
         handle = h5py.File(path, "r")

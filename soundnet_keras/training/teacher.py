@@ -19,6 +19,7 @@ track, shorter than one window) is reported, recorded as failed and skipped.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -230,7 +231,7 @@ def parse_teacher_spec(head: str, text: str) -> TeacherSpec:
 
 
 def _preprocess_fn(mode: str) -> Callable[[np.ndarray], np.ndarray]:
-    from keras.applications import imagenet_utils
+    from keras.applications import imagenet_utils  # heavy (Keras/TensorFlow): only when a teacher is loaded
 
     if mode == "none":
         return lambda x: x
@@ -268,7 +269,7 @@ class Teacher:
 
 def load_teacher(spec: TeacherSpec) -> Teacher:
     """Load the image model of ``spec`` (``keras.applications`` by name, or a saved model file)."""
-    import keras
+    import keras  # heavy (Keras/TensorFlow): only when a teacher is loaded, after soundnet-teacher's checks
 
     path = Path(spec.source).expanduser()
     key = spec.source.lower().replace("_", "").replace("-", "")
@@ -282,8 +283,6 @@ def load_teacher(spec: TeacherSpec) -> Teacher:
         preprocess = _preprocess_fn(spec.preprocess or "none")
     elif key in APPLICATIONS:
         class_name, module = APPLICATIONS[key]
-        import importlib
-
         app_module = importlib.import_module(f"keras.applications.{module}")
         kwargs = {"weights": spec.weights}
         if spec.size:

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -34,10 +35,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
+import tensorflow as tf
+
 from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, heads, layer_table, trunk
 from ..errors import ConfigError
 from ..files import sha256_file
+from ..network import build_network, get_params, set_params, stage_layer
+from ..pretrained import resolve
 from ..validation import check_positive
+from ..weights import WeightsFile, load_weights, save_weights
 from .data import DatasetInfo, crop_steps_for, damaged_shard_error, make_dataset, read_manifest
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
 
@@ -68,8 +75,6 @@ def worker_info() -> tuple[str, int, bool]:
 def make_strategy(kind: str = "default", devices: Sequence[str] | None = None):
     """A ``tf.distribute`` strategy: ``default`` (one device), ``mirrored`` (``devices`` or all GPUs, else the
     CPU), ``multiworker`` (``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``)."""
-    import tensorflow as tf
-
     if kind == "default":
         return tf.distribute.get_strategy()
     if kind == "mirrored":
@@ -83,8 +88,6 @@ def make_strategy(kind: str = "default", devices: Sequence[str] | None = None):
 
 def set_precision(precision: str) -> None:
     """Set Keras' global dtype policy (``float32``, ``mixed_float16`` or ``mixed_bfloat16``)."""
-    import keras
-
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     keras.mixed_precision.set_global_policy(precision)
@@ -93,9 +96,6 @@ def set_precision(precision: str) -> None:
 # ------------------------------------------------------------------------------------------------ the student
 def load_init_params(init: str | os.PathLike, arch: str) -> dict:
     """Keras-layout parameters from a preset name (``"soundnet8"``) or a ``.weights.h5`` / ``.t7`` / ``.npy`` file."""
-    from ..pretrained import resolve
-    from ..weights import load_weights
-
     weights = load_weights(resolve(init, log=None))
     if weights.architecture != arch:
         raise ConfigError(f"initial weights {str(init)!r} are for {weights.architecture!r}, but arch is {arch!r}")
@@ -116,10 +116,6 @@ def build_student(
     weights (preset name or file) into the trunk and every standard-size head before any head is replaced.
     Call inside ``strategy.scope()`` for distributed training.
     """
-    import keras
-
-    from ..network import build_network, set_params, stage_layer
-
     head_classes = dict(head_classes or STANDARD_CLASSES)
     unknown = [h for h in head_classes if h not in HEAD_NAMES]
     if unknown or not head_classes:
@@ -157,8 +153,6 @@ def compile_student(
 ) -> None:
     """Compile with Adam (the original's lr 0.001, β1 0.9; or ``optimizer``) and one :class:`TeacherKLDivergence`
     per head."""
-    import keras
-
     names = list(model.output.keys()) if isinstance(model.output, dict) else list(model.output_names)
     weight = head_weight(len(names), loss_lambda)
     model.compile(
@@ -176,9 +170,6 @@ def standard_heads(model) -> bool:
 
 def export_weights(model, arch: str, path: str | os.PathLike, source: str) -> Path:
     """Write ``model``'s parameters: the package's ``.weights.h5`` format (standard heads) or Keras weights."""
-    from ..network import get_params
-    from ..weights import WeightsFile, save_weights
-
     path = Path(path)
     if standard_heads(model):
         params = get_params(model)
@@ -458,8 +449,6 @@ def restore_backup(model, backup: Backup, folder: Path) -> None:
 
 
 def _tensorboard_wanted(setting: bool | None, say: Callable[[str], None]) -> bool:
-    import importlib.util
-
     installed = importlib.util.find_spec("tensorboard") is not None
     if setting and not installed:
         raise ConfigError(
@@ -475,8 +464,6 @@ class _StepCheckpoint:
 
     @staticmethod
     def create(arch: str, folder: Path, steps_per_epoch: int, source: str, written: list[Path]):
-        import keras
-
         class StepCheckpoint(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -524,9 +511,6 @@ def _checked_settings(config: TrainConfig) -> tuple[int, int, int, int]:
 
 def _seed_everything(config: TrainConfig) -> None:
     """Seed Python, NumPy and TensorFlow; with ``config.deterministic``, make TensorFlow's ops deterministic too."""
-    import keras
-    import tensorflow as tf
-
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -573,8 +557,6 @@ def agreed_epoch(strategy, usable: Sequence[int], unusable: bool) -> int:
     """The epoch every worker of ``strategy`` resumes at: the newest one all of them hold an intact backup of (0:
     from scratch). ``unusable``: this worker has backups but none intact. Gathered across workers (a collective
     every worker must enter); a :class:`ConfigError` on every worker when one of them has no intact backup."""
-    import tensorflow as tf
-
     row = sorted(set(usable), reverse=True)[:BACKUP_GENERATIONS]
     row = [-1] * BACKUP_GENERATIONS if unusable else row + [0] * (BACKUP_GENERATIONS - len(row))
     values = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([row], tf.int64))
@@ -638,8 +620,6 @@ def _training_callbacks(
     say: Callable[[str], None],
 ) -> list:
     """The built-in callbacks: crash-safe backups, numbered checkpoints and, when wanted, TensorBoard logs."""
-    import keras
-
     output = workspace.output
     checkpoint_dir = output / "checkpoints" if workspace.chief else Path(tempfile.mkdtemp(prefix="soundnet-worker-"))
     cbs = [
@@ -670,9 +650,6 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
     ``callbacks`` are extra Keras callbacks (run after the built-in ones); ``strategy`` overrides
     ``config.strategy`` with a ready ``tf.distribute`` strategy.
     """
-    import keras
-    import tensorflow as tf
-
     say = log or (lambda message: None)
     steps, batch_size, every, crop_steps = _checked_settings(config)
     previous_policy = keras.mixed_precision.global_policy()

@@ -284,7 +284,7 @@ def check_settings(model: ClipClassifier) -> tuple[str, ...]:
 def tune_C(model: ClipClassifier, rows: list[np.ndarray], targets: np.ndarray, n_classes: int) -> dict[str, float]:
     """Inner stratified cross-validated clip accuracy of each ``model.C_grid`` value on the training clips' window
     ``rows`` (one array per clip)."""
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold  # ~50 ms to import: only for C_grid tuning
 
     smallest = int(np.bincount(targets, minlength=n_classes).min())
     folds = min(int(model.cv_folds), smallest)

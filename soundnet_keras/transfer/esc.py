@@ -402,7 +402,7 @@ def format_results(results: Sequence[VariantResult], dataset: EscDataset) -> str
 
 def plot_confusion(result: VariantResult, path: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write the confusion matrix (rows: true class, columns: predicted) of ``result`` as an image."""
-    import matplotlib
+    import matplotlib  # heavy (matplotlib, ~0.3 s): only when a plot is written
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -37,6 +37,7 @@ from ..architecture import SAMPLE_RATE, InputPlan, frame_times, geometry, pad_to
 from ..audio import as_clip, check_channels, check_sample_rate, load_audio, resample
 from ..errors import AudioError, ConfigError
 from ..files import atomic_path, sha256_file
+from ..pretrained import cache_dir
 from ..validation import check_choice, check_positive
 from .inputs import Item, as_items
 
@@ -130,8 +131,6 @@ class FeatureCache:
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         if root is None:
-            from ..pretrained import cache_dir
-
             root = cache_dir() / "features"
         self.root = Path(root).expanduser()
 
@@ -173,7 +172,7 @@ class FeatureCache:
 
 
 def progress_bar(iterable: Iterable[Any], total: int, desc: str, unit: str = "clip") -> Iterable[Any]:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # picks console/notebook and may warn (no ipywidgets) on import: only with a bar
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
 

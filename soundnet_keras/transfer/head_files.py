@@ -36,7 +36,7 @@ LEGACY_FINETUNED_FORMAT = "soundnet_keras.finetuned/1"
 def head_model(head: LinearHead) -> Any:
     """The Keras model of ``head``: (windows, dims) float64 -> (windows, classes) scores, as
     :meth:`LinearHead.scores` computes them."""
-    import keras
+    import keras  # heavy (Keras/TensorFlow): soundnet_keras.transfer is imported without Keras
 
     classes, dims = head.weights.shape
     rows = keras.Input((dims,), name="window_features", dtype="float64")
@@ -85,7 +85,7 @@ def read_head(path: str | os.PathLike) -> tuple[LinearHead, dict[str, Any]]:
 
 
 def _read_legacy(path: Path) -> tuple[LinearHead, dict[str, Any]]:
-    import h5py
+    import h5py  # heavy (h5py): only for head files of the first (HDF5) format
 
     try:
         with h5py.File(path, "r") as f:

@@ -81,7 +81,7 @@ def fit_head(
     x = np.asarray(x, np.float64)
     mean = scale = None
     if standardize:
-        from sklearn.preprocessing import StandardScaler
+        from sklearn.preprocessing import StandardScaler  # sklearn estimators: ~0.1 s to import; only to fit a head
 
         scaler = StandardScaler().fit(x)  # constant columns get scale 1
         mean, scale, x = scaler.mean_, scaler.scale_, scaler.transform(x)
@@ -121,7 +121,7 @@ def fit_head(
 def _fit_perceptron(
     x: np.ndarray, y: np.ndarray, n_classes: int, C: float, epochs: int, batch_size: int, lr: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    import keras
+    import keras  # heavy (Keras/TensorFlow): only for the perceptron head
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((x.shape[1],), name="features")

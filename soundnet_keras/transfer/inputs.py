@@ -80,7 +80,7 @@ def _array_items(array: np.ndarray, what: str) -> list[Any]:
 def check_clips(items: Sequence[Any], channels: str = "mix") -> None:
     """Validate every in-memory clip of ``items`` (dtype, shape, NaN/Inf, range) without running the network; paths
     are checked when read, :class:`ClipFeatures` are taken as they are."""
-    from .features import ClipFeatures
+    from .features import ClipFeatures  # circular: transfer.features imports this module
 
     for index, item in enumerate(items):
         if not isinstance(item, (str, os.PathLike, ClipFeatures)):

@@ -18,7 +18,7 @@ from .inputs import as_items
 def read_format(path: str | os.PathLike) -> str:
     """The ``format`` of a classifier file: our metadata's in a ``.keras`` archive, the ``format`` attribute of an
     HDF5 file of the first formats (``""`` when there is none)."""
-    import h5py
+    import h5py  # heavy (h5py): only when a classifier file is read
 
     path = Path(path)
     if not path.is_file():
@@ -46,7 +46,7 @@ def load_classifier(path: str | os.PathLike, **kwargs: Any) -> Any:
         return ClipClassifier.load(path, **kwargs)
     if fmt in (FINETUNED_FORMAT, LEGACY_FINETUNED_FORMAT):
         try:
-            from ..training.finetune import load_finetuned
+            from ..training.finetune import load_finetuned  # circular: training.finetuned imports transfer.head_files
         except ImportError as exc:
             raise ConfigError(
                 f"{str(path)!r} is a fine-tuned network, but this installation cannot load it: {exc}"
