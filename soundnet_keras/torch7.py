@@ -19,7 +19,11 @@ the file and checked against the table, every table layer must be filled and eve
 disagreement is a :class:`~soundnet_keras.errors.ConversionError` naming the module (``module 5`` is ``net:get(5)``
 in Lua; ``module 25.2`` is ``net:get(25):get(2)``).
 
-Decoding the binary file itself (Lua values, tensors, bounds checks) is :mod:`soundnet_keras.torch7_file`.
+Decoding the binary file itself (Lua values, tensors, bounds checks) is :mod:`soundnet_keras.torch7_file`; every
+size in the file is bounded there before anything is allocated, and the module walk here is bounded too (no
+container may hold itself; at most :data:`MAX_MODULE_DEPTH` levels and :data:`MAX_MODULES` modules). A Torch7 file
+has no checksum: a corrupt file is an error only where the damage breaks its structure or the table's checks, and
+altered weight values read as they are (compare the file's sha256 with a known good copy's to be sure).
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ checked against the table's activation flags; ``ParallelTable`` and nested ``Seq
 parameters, which would be an error)."""
 
 BN_EPS_TOLERANCE = 1e-9
+
+MAX_MODULE_DEPTH = 16
+"""Most levels of containers walked (a SoundNet has 3: Sequential, ParallelTable, Sequential)."""
+
+MAX_MODULES = 10_000
+"""Most modules walked (a SoundNet-8 has 41; a file sharing children between containers could list many more)."""
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -130,30 +140,42 @@ def _children(fields: dict[str, Any], where: str) -> list[Any]:
     return modules
 
 
-def _flatten(obj: Any, path: str, context: list[str], out: list[_Module], branch: int = 0) -> None:
+def _flatten(
+    obj: Any, path: str, context: list[str], out: list[_Module], branch: int = 0, parents: tuple[int, ...] = ()
+) -> None:
     """Append ``obj`` and its descendants in forward order; containers are listed before their children.
 
     ``context`` is a one-element list shared by the whole walk: ``"trunk"`` until the ConcatTable of the heads has
-    been walked, ``"tail"`` after it; the ConcatTable's descendants are tagged ``"head"``.
+    been walked, ``"tail"`` after it; the ConcatTable's descendants are tagged ``"head"``. ``parents`` holds the
+    ids of the containers above ``obj``: a container holding itself (a file can refer back to an object) is an
+    error, as are more than :data:`MAX_MODULE_DEPTH` levels or :data:`MAX_MODULES` modules.
     """
     where = f"module {path} ({_class_name(obj)})"
     if not isinstance(obj, torchfile.TorchObject):
         raise ConversionError(f"{where}: expected a Torch module object, found a {_class_name(obj)}")
+    if id(obj) in parents:
+        raise ConversionError(f"{where}: a container holding itself; a SoundNet's modules form a tree")
+    if len(parents) >= MAX_MODULE_DEPTH or len(out) >= MAX_MODULES:
+        raise ConversionError(
+            f"{where}: more than {MAX_MODULE_DEPTH} levels of containers or {MAX_MODULES} modules; a SoundNet has "
+            f"3 levels and 41 modules"
+        )
     class_name = _class_name(obj)
     kind = _kind(class_name, where)
     fields = _fields(obj)
     tag = "head" if branch else context[0]
     out.append(_Module(path, class_name, kind, tag, fields, branch))
     children = _children(fields, where) if kind in ("Sequential", "ConcatTable", "ignored") else []
+    inside = (*parents, id(obj))
     if kind == "ConcatTable" and not branch:
         if context[0] != "trunk":
             raise ConversionError(f"{where}: a second ConcatTable; a SoundNet has one, holding the two heads")
         for i, child in enumerate(children, 1):
-            _flatten(child, f"{path}.{i}", context, out, branch=i)
+            _flatten(child, f"{path}.{i}", context, out, i, inside)
         context[0] = "tail"
     else:
         for i, child in enumerate(children, 1):
-            _flatten(child, f"{path}.{i}", context, out, branch)
+            _flatten(child, f"{path}.{i}", context, out, branch, inside)
 
 
 def _walk(model: Any) -> list[_Module]:
@@ -165,7 +187,7 @@ def _walk(model: Any) -> list[_Module]:
     modules: list[_Module] = []
     context = ["trunk"]
     for i, child in enumerate(_children(_fields(model), "the top-level nn.Sequential"), 1):
-        _flatten(child, str(i), context, modules)
+        _flatten(child, str(i), context, modules, 0, (id(model),))
     return modules
 
 
@@ -230,7 +252,7 @@ def _read_bn(module: _Module, layer: Conv, info: dict[str, Any]) -> dict[str, np
     eps = module.fields.get("eps")
     if isinstance(eps, bool) or not isinstance(eps, int | float):
         raise ConversionError(f"{module.where}: has no numeric 'eps' field (got {eps!r}) for {layer.name}")
-    if abs(eps - BATCHNORM_EPSILON) > BN_EPS_TOLERANCE:
+    if not abs(eps - BATCHNORM_EPSILON) <= BN_EPS_TOLERANCE:  # NaN fails too
         raise ConversionError(
             f"{module.where}: BatchNorm eps {eps!r} for {layer.name}, but SoundNet (and the Keras port) use "
             f"{BATCHNORM_EPSILON!r}"
@@ -252,7 +274,10 @@ def _read_bn(module: _Module, layer: Conv, info: dict[str, Any]) -> dict[str, np
         inv_std = _tensor(module, "running_std", shape, layer.name)
         if np.any(inv_std <= 0):
             raise ConversionError(f"{module.where}: 'running_std' of {layer.name} has values <= 0")
-        params["running_var"] = 1.0 / np.square(inv_std) - float(eps)
+        with np.errstate(over="ignore", divide="ignore"):
+            params["running_var"] = 1.0 / np.square(inv_std) - float(eps)
+        if not np.all(np.isfinite(params["running_var"])):
+            raise ConversionError(f"{module.where}: 'running_std' of {layer.name} gives infinite variances")
         info["running_std_layers"].append(layer.name)
     else:
         params["running_var"] = _tensor(module, "running_var", shape, layer.name)
@@ -466,8 +491,10 @@ def read_t7(path: str | os.PathLike, arch: str | None = None) -> tuple[str, Torc
     (table layer -> module path), ``ignored`` (modules skipped knowingly) and ``trailing_bytes`` (bytes after the
     serialised model; 0 for a file written by ``torch.save``).
 
-    Raises :class:`~soundnet_keras.errors.ConversionError` on an unreadable file or any disagreement with the
-    table (naming the module), and :class:`~soundnet_keras.errors.ConfigError` for an unknown ``arch``.
+    Raises :class:`~soundnet_keras.errors.ConversionError` on an unreadable, truncated or corrupt file (naming the
+    byte offset), any size beyond the decoder's bounds, or any disagreement with the table (naming the module), and
+    :class:`~soundnet_keras.errors.ConfigError` for an unknown ``arch``. Weight values altered by corruption are
+    not detected (the format has no checksum), except NaN and Inf.
     """
     path = Path(path)
     if arch is not None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .architecture import HEAD_NAMES, Conv, heads, layer_table
+from .architecture import HEAD_NAMES, Conv, architectures, heads, layer_table
 from .errors import ConfigError, ConversionError, WeightsError
 from .files import atomic_path
 
@@ -111,9 +111,10 @@ def check_shapes(arch: str, keras_params: Mapping[str, Mapping[str, np.ndarray]]
                 problems.append(f"{layer}/{var} has shape {tuple(np.shape(got[var]))}, expected {shape}")
         problems += [f"unused {layer}/{var}" for var in sorted(set(got) - set(variables))]
     problems += [f"unused layer {layer!r}" for layer in sorted(set(keras_params) - set(expected))]
-    for layer, variables in keras_params.items():
-        for var, value in variables.items():
-            if not np.all(np.isfinite(value)):
+    for layer, variables in expected.items():  # only where the shape is right (a mis-shaped one may be huge)
+        for var, shape in variables.items():
+            value = keras_params.get(layer, {}).get(var)
+            if value is not None and tuple(np.shape(value)) == shape and not np.all(np.isfinite(value)):
                 problems.append(f"{layer}/{var} has NaN or Inf values")
     if problems:
         raise WeightsError(f"weights do not fit {arch}: " + "; ".join(problems))
@@ -185,27 +186,144 @@ def save_weights(path: str | os.PathLike, weights: WeightsFile) -> Path:
     return path
 
 
-def _keras_layout_params(f) -> KerasParams:
+class _Damaged(Exception):
+    """Raised while reading a weights file; turned into a WeightsError naming the file."""
+
+
+def _text_attr(attrs, name: str, default: str | None = None) -> str:
+    """A string attribute (h5py gives ``str``, or ``bytes`` for fixed-length strings); ``default`` when absent."""
+    if name not in attrs:
+        if default is None:
+            raise _Damaged(f"is damaged: it lacks the attribute {name!r}")
+        return default
+    value = attrs[name]
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Damaged(f"is damaged: attribute {name!r} is not UTF-8 text") from None
+    if not isinstance(value, str):
+        raise _Damaged(f"is damaged: attribute {name!r} is a {type(value).__name__}, expected a string")
+    return value
+
+
+def _read_variable(dataset, where: str, shape: tuple[int, ...] | None) -> np.ndarray:
+    """A variable's array, read only once its dtype and shape are known to be right (so a corrupt header
+    declaring a huge dataset is never allocated); a mis-shaped one comes back as a zero-byte stand-in of its shape
+    for :func:`check_shapes` to report."""
+    import h5py
+
+    if not isinstance(dataset, h5py.Dataset):
+        raise _Damaged(f"is damaged: {where} is a {type(dataset).__name__}, expected a dataset")
+    if dataset.dtype.kind != "f":
+        raise _Damaged(f"is damaged: {where} is a {dataset.dtype} dataset, expected floating point")
+    if shape is None or dataset.shape != shape:
+        return np.broadcast_to(np.zeros((), dataset.dtype), dataset.shape or ())
+    return np.asarray(dataset[()])
+
+
+def _group(f, name: str):
+    import h5py
+
+    group = f.get(name)
+    if group is None:
+        raise _Damaged(f"is damaged: it lacks the group {name!r}")
+    if not isinstance(group, h5py.Group):
+        raise _Damaged(f"is damaged: {name!r} is a {type(group).__name__}, expected a group")
+    return group
+
+
+def _keras_layout_params(f, arch: str) -> KerasParams:
     """Parameters of a file in Keras' layout: ``layers/<auto name>/vars`` (attribute ``name``: our layer name) holds
     the variables in creation order (Conv1D: kernel, bias; BatchNormalization: gamma, beta, moving mean, variance)."""
+    import h5py
+
+    shapes = keras_shapes(arch)
     params: KerasParams = {}
-    for group in f["layers"].values():
+    for key, group in _group(f, "layers").items():
+        if not isinstance(group, h5py.Group):
+            raise _Damaged(f"is damaged: layers/{key} is a {type(group).__name__}, expected a group")
         variables = group.get("vars")
         if variables is None or not len(variables):
             continue
-        name = str(variables.attrs.get("name", ""))
+        if not isinstance(variables, h5py.Group):
+            raise _Damaged(f"is damaged: layers/{key}/vars is a {type(variables).__name__}, expected a group")
+        name = _text_attr(variables.attrs, "name", "")
         names = BN_VARIABLES if name.endswith("_bn") else ("kernel", "bias")
-        arrays = [np.asarray(variables[str(i)][()]) for i in range(len(variables))]
-        if len(arrays) != len(names):
+        if sorted(variables) != sorted(str(i) for i in range(len(variables))) or len(variables) != len(names):
             raise WeightsError(
-                f"layer {name!r} has {len(arrays)} variables, expected {len(names)} ({', '.join(names)})"
+                f"layer {name!r} has variables {sorted(variables)}, expected {len(names)} ({', '.join(names)})"
             )
-        params[name] = dict(zip(names, arrays, strict=True))
+        if name in params:
+            raise _Damaged(f"is damaged: layer {name!r} appears twice")
+        wanted = shapes.get(name, {})
+        params[name] = {
+            var: _read_variable(variables[str(i)], f"layers/{key}/vars/{i} ({name}/{var})", wanted.get(var))
+            for i, var in enumerate(names)
+        }
     return params
 
 
+def _legacy_params(f, arch: str) -> KerasParams:
+    """Parameters of a file of :data:`LEGACY_FORMAT`: ``weights/<keras layer>/<variable>``."""
+    import h5py
+
+    shapes = keras_shapes(arch)
+    params: KerasParams = {}
+    for layer, group in _group(f, "weights").items():
+        if not isinstance(group, h5py.Group):
+            raise _Damaged(f"is damaged: weights/{layer} is a {type(group).__name__}, expected a group")
+        wanted = shapes.get(layer, {})
+        params[layer] = {
+            var: _read_variable(ds, f"weights/{layer}/{var}", wanted.get(var)) for var, ds in group.items()
+        }
+    return params
+
+
+def _file_categories(f, arch: str) -> dict[str, list[str]]:
+    categories = {}
+    for key in f.attrs:
+        if key.startswith("categories_"):
+            try:
+                names = json.loads(_text_attr(f.attrs, key))
+            except json.JSONDecodeError as exc:
+                raise _Damaged(f"is damaged: attribute {key!r} is not JSON ({exc})") from None
+            if not isinstance(names, list):
+                raise _Damaged(f"is damaged: attribute {key!r} holds a {type(names).__name__}, expected a list")
+            categories[key.removeprefix("categories_")] = names
+    try:
+        return check_categories(arch, categories)
+    except ConfigError as exc:
+        raise _Damaged(f"has bad category names: {exc}") from None
+
+
+def _read_weights_file(f) -> WeightsFile:
+    fmt = _text_attr(f.attrs, "format", "")
+    if fmt not in (FORMAT, LEGACY_FORMAT):
+        raise WeightsError(
+            f"is not a soundnet_keras weights file: format attribute is {fmt or None!r}, expected {FORMAT!r} "
+            f"(convert Torch7 files with convert/t7_to_h5.py)"
+        )
+    arch = _text_attr(f.attrs, "architecture")
+    if arch not in architectures():
+        raise _Damaged(f"is damaged: architecture {arch!r:.80}, expected one of {', '.join(architectures())}")
+    params = _keras_layout_params(f, arch) if fmt == FORMAT else _legacy_params(f, arch)
+    categories = _file_categories(f, arch)
+    source, source_sha256 = _text_attr(f.attrs, "source", ""), _text_attr(f.attrs, "source_sha256", "")
+    return WeightsFile(arch, params, source, source_sha256, categories, fmt)
+
+
 def load_weights(path: str | os.PathLike) -> WeightsFile:
-    """Read a ``.weights.h5`` file written by :func:`save_weights`, checking format and shapes strictly."""
+    """Read a ``.weights.h5`` file written by :func:`save_weights`, checking format and shapes strictly.
+
+    Any missing, unreadable, truncated or corrupt file (missing attribute, group or dataset; wrong dtype or shape;
+    bad category names; HDF5 structures that do not decode) raises :class:`~soundnet_keras.errors.WeightsError`
+    naming the file and what is wrong; a dataset is only read once its dtype and shape are known to be right.
+    HDF5 files as Keras writes them have no checksum: weight values altered by corruption are not detected, except
+    NaN and Inf (compare the file's sha256 with a known good copy's to be sure).
+    """
     import h5py  # heavy (h5py): only when a file is read or written; pretrained and reference import this module
 
     path = Path(path)
@@ -213,32 +331,19 @@ def load_weights(path: str | os.PathLike) -> WeightsFile:
         raise WeightsError(f"weights file {str(path)!r} does not exist")
     try:
         with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("format")
-            if fmt not in (FORMAT, LEGACY_FORMAT):
-                raise WeightsError(
-                    f"{str(path)!r} is not a soundnet_keras weights file: format attribute is {fmt!r}, expected "
-                    f"{FORMAT!r} (convert Torch7 files with convert/t7_to_h5.py)"
-                )
-            arch = str(f.attrs["architecture"])
-            if fmt == FORMAT:
-                params = _keras_layout_params(f)
-            else:
-                params = {
-                    layer: {var: np.asarray(ds[()]) for var, ds in group.items()}
-                    for layer, group in f["weights"].items()
-                }
-            categories = {
-                key.removeprefix("categories_"): json.loads(f.attrs[key])
-                for key in f.attrs
-                if key.startswith("categories_")
-            }
-            source, source_sha256 = str(f.attrs.get("source", "")), str(f.attrs.get("source_sha256", ""))
-            weights = WeightsFile(arch, params, source, source_sha256, categories, str(fmt))
+            weights = _read_weights_file(f)
+        check_shapes(weights.architecture, weights.params)
+    except _Damaged as exc:
+        raise WeightsError(f"weights file {str(path)!r} {exc}") from None
+    except WeightsError as exc:
+        raise WeightsError(f"weights file {str(path)!r}: {exc}") from None
     except OSError as exc:
         raise WeightsError(f"cannot read weights file {str(path)!r}: {exc}") from None
-    except KeyError as exc:
-        raise WeightsError(f"weights file {str(path)!r} is damaged: it lacks {exc}") from None
-    check_shapes(weights.architecture, weights.params)
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
+        # h5py's errors for HDF5 structures that do not decode (a corrupt header, link or attribute)
+        raise WeightsError(
+            f"weights file {str(path)!r} is damaged: {type(exc).__name__} while reading it ({exc})"
+        ) from None
     return weights
 
 
