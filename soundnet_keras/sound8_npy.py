@@ -37,6 +37,7 @@ import numpy as np
 
 from .errors import ConversionError
 from .files import sha256_file
+from .weights import keras_shapes
 
 SOUND8_NPY_SHA256 = "7bef691761d00a23b027751bb8e7bdadc603a03f3bbec5574e7cd54c98a850c5"
 
@@ -73,8 +74,6 @@ _HASHABLE_KEYS = (str, bytes, int, float, bool, type(None))
 
 def _sound8_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
     """Expected shapes of sound8.npy's arrays (TensorFlow layout), derived from the SoundNet-8 table."""
-    from .weights import keras_shapes
-
     keras = keras_shapes("soundnet8")
     shapes = {}
     for key, name in SOUND8_KEYS.items():
