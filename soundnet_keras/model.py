@@ -212,6 +212,8 @@ class SoundNet:
         Returns each requested output as (batch, frames, channels). Prefer :meth:`features` / :meth:`predict`.
         """
         names = tuple(layers)
+        if np.ndim(batch) != 2 or np.shape(batch)[1] < 1:
+            raise ConfigError(f"forward() takes a (batch, samples) array, got shape {np.shape(batch)}; see features()")
         out = self._runner(names)(np.ascontiguousarray(batch, dtype=np.float32))
         return {name: np.asarray(out[name]) for name in names}
 

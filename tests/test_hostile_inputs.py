@@ -106,3 +106,40 @@ def test_the_cli_reports_a_truncated_file_with_a_note(tmp_path: Path, pretrained
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "TruncatedAudioWarning" not in proc.stderr
     assert "announces 12.00 s but only 6.00 s" in proc.stdout  # the JSON record's notes
+
+
+def test_forward_names_a_wrong_shape(pretrained_net) -> None:
+    from soundnet_keras.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"forward\(\) takes a \(batch, samples\) array, got shape \(30000,\)"):
+        pretrained_net.forward(np.zeros(30000, np.float32), ["pool5"])
+
+
+@pytest.mark.slow
+def test_damaged_head_files_load_or_raise_our_error(pretrained_net, tmp_path: Path) -> None:
+    """Seeded truncations and bit flips of a saved .keras head: each loads, or raises a SoundNetError naming the
+    file -- never another exception."""
+    from soundnet_keras.errors import SoundNetError
+    from soundnet_keras.transfer import ClipClassifier, load_classifier
+
+    rng = np.random.default_rng(12)
+    clips = [rng.uniform(-0.3, 0.3, 22050).astype(np.float32) * (1 + i % 2) for i in range(6)]
+    head = ClipClassifier(net=pretrained_net, cache=False, window=None, window_features="mean", standardize=True)
+    good = head.fit(clips, ["a", "b"] * 3).save(tmp_path / "good.keras").read_bytes()
+    outcomes = {"loaded": 0, "refused": 0}
+    for case in range(60):
+        data = bytearray(good)
+        if case % 3 == 0:
+            data = data[: int(rng.integers(0, len(data)))]
+        else:
+            for _ in range(int(rng.integers(1, 4))):
+                data[int(rng.integers(0, len(data)))] ^= 1 << int(rng.integers(0, 8))
+        damaged = tmp_path / f"case{case}.keras"
+        damaged.write_bytes(bytes(data))
+        try:
+            load_classifier(damaged, net=pretrained_net)
+            outcomes["loaded"] += 1
+        except SoundNetError as exc:
+            assert damaged.name in str(exc), exc
+            outcomes["refused"] += 1
+    assert outcomes["refused"] >= 20, outcomes
