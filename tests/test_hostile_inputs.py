@@ -143,3 +143,17 @@ def test_damaged_head_files_load_or_raise_our_error(pretrained_net, tmp_path: Pa
             assert damaged.name in str(exc), exc
             outcomes["refused"] += 1
     assert outcomes["refused"] >= 20, outcomes
+
+
+def test_outputs_never_write_through_a_planted_symlink(tmp_path: Path) -> None:
+    """write_text_atomic writes a fresh temporary (mkstemp: exclusive, random name) and renames it over the target:
+    a symlink planted at the output name is replaced, the file it points to is untouched."""
+    from soundnet_keras.files import write_text_atomic
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    report = tmp_path / "report.txt"
+    report.symlink_to(victim)
+    write_text_atomic(report, "the report")
+    assert victim.read_text() == "precious" and not report.is_symlink() and report.read_text() == "the report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt", "victim.txt"]
