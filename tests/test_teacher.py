@@ -90,7 +90,7 @@ def test_teacher_cli_writes_shards_skips_broken_and_resumes(
         "1",
         "-q",
     ]
-    assert main(argv) == 0
+    assert main(argv) == 1  # some videos failed: exit 1, as for every batch command
     out, err = capsys.readouterr()
     assert out.startswith("2 video(s) written, 0 skipped") and "2 failed" in out
     assert "silent.mp4" in err and "no audio track" in err and "broken.mp4" in err
@@ -157,3 +157,23 @@ def test_teacher_errors_are_clear(
     assert main([str(workspace["videos"]), "-o", "x", "--objects", str(workspace["objects"])]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ffmpeg and ffprobe not found on PATH") and err.count("\n") == 1
+
+
+def test_an_application_teacher_without_network_is_one_clear_error(
+    workspace: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import urllib.error
+
+    import keras.src.utils.file_utils as file_utils
+
+    from soundnet_keras.cli.teacher import main
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    monkeypatch.setenv("KERAS_HOME", str(workspace["out"].parent / "keras-home"))
+    assert main([str(workspace["videos"]), "-o", str(workspace["out"].parent / "x"), "--objects", "mobilenet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: objects teacher 'mobilenet': its imagenet weights cannot be downloaded"), err
+    assert err.count("\n") == 1 and "save the model once" in err and "Traceback" not in err

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
-from .common import guard
+from .common import EXIT_FILE_FAILED, EXIT_OK, guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for video, error in report.failed:
             print(f"failed: {video}: {error}", file=sys.stderr)
-        return 0
+        return EXIT_FILE_FAILED if report.failed else EXIT_OK
 
     return guard(body)
 

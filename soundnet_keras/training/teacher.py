@@ -267,6 +267,20 @@ class Teacher:
         return (scores / scores.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def _application(keras, class_name: str, kwargs: dict, spec: TeacherSpec):
+    """Build a ``keras.applications`` model; a failed weights download is one clear error, not Keras' traceback."""
+    try:
+        return getattr(keras.applications, class_name)(**kwargs)
+    except Exception as exc:  # Keras' get_file raises a bare Exception("URL fetch failure ...") when offline
+        if "URL fetch failure" not in str(exc) and not isinstance(exc, OSError):
+            raise
+        raise ConfigError(
+            f"{spec.head} teacher {spec.source!r}: its {spec.weights} weights cannot be downloaded ({exc}). On a "
+            f"machine with network, save the model once (keras.applications.{class_name}().save('teacher.keras')) "
+            "and pass that file instead"
+        ) from None
+
+
 def load_teacher(spec: TeacherSpec) -> Teacher:
     """Load the image model of ``spec`` (``keras.applications`` by name, or a saved model file)."""
     import keras  # heavy (Keras/TensorFlow): only when a teacher is loaded, after soundnet-teacher's checks
@@ -287,7 +301,7 @@ def load_teacher(spec: TeacherSpec) -> Teacher:
         kwargs = {"weights": spec.weights}
         if spec.size:
             kwargs["input_shape"] = (spec.size, spec.size, 3)
-        model = getattr(keras.applications, class_name)(**kwargs)
+        model = _application(keras, class_name, kwargs, spec)
         preprocess = _preprocess_fn(spec.preprocess) if spec.preprocess else app_module.preprocess_input
     else:
         raise ConfigError(
