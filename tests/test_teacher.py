@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from soundnet_keras.errors import ConfigError
 from soundnet_keras.training.data import make_dataset, read_manifest
 
 pytestmark = pytest.mark.skipif(
@@ -177,3 +178,37 @@ def test_an_application_teacher_without_network_is_one_clear_error(
     err = capsys.readouterr().err
     assert err.startswith("error: objects teacher 'mobilenet': its imagenet weights cannot be downloaded"), err
     assert err.count("\n") == 1 and "save the model once" in err and "Traceback" not in err
+
+
+def test_parallel_decoding_writes_the_same_shards(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """Videos decoded ahead by threads and labelled in batches across videos: the same records, in input order,
+    as decoding one at a time."""
+    from soundnet_keras.training.teacher import collect_videos, extract_shards, load_teacher, parse_teacher_spec
+
+    teachers = {h: load_teacher(parse_teacher_spec(h, str(workspace[h]))) for h in ("objects", "scenes")}
+    videos = collect_videos([workspace["videos"]])
+    reports = {}
+    for workers in (0, 3):
+        out = tmp_path / f"workers{workers}"
+        reports[workers] = extract_shards(videos, out, teachers, step_seconds=1.0, videos_per_shard=1, workers=workers)
+    assert reports[0].done == reports[3].done and len(reports[0].failed) == len(reports[3].failed) == 2
+    for shard in sorted((tmp_path / "workers0").glob("*.tfrecord")):
+        other = tmp_path / "workers3" / shard.name
+        records = [tf_records(p) for p in (shard, other)]
+        assert len(records[0]) == len(records[1]) == 1
+        for a, b in zip(*records, strict=True):
+            for name in ("objects", "scenes", "audio"):
+                x = np.frombuffer(a.features.feature[name].bytes_list.value[0], np.uint8)
+                y = np.frombuffer(b.features.feature[name].bytes_list.value[0], np.uint8)
+                if name == "audio":
+                    np.testing.assert_array_equal(x, y)
+                else:  # batched with other videos' frames: the same to float32 rounding
+                    np.testing.assert_allclose(x.view("<f4"), y.view("<f4"), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ConfigError, match="workers must be a whole number >= 0"):
+        extract_shards(videos, tmp_path / "bad", teachers, workers=-1)
+
+
+def tf_records(path: Path) -> list:
+    import tensorflow as tf
+
+    return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]

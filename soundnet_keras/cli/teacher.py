@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of video per teacher distribution (default 5, as the original)",
     )
     parser.add_argument("--videos-per-shard", type=int, default=64, help="videos per TFRecord file (default 64)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="threads decoding videos ahead of the teachers (default: CPUs, at most 4; 0: none)",
+    )
     parser.add_argument("--retry-failed", action="store_true", help="try again the videos that failed before")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     return parser
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             videos_per_shard=args.videos_per_shard,
             retry_failed=args.retry_failed,
             log=log,
+            workers=args.workers,
         )
         print(
             f"{len(report.done)} video(s) written, {len(report.skipped)} skipped (done or failed before), "

@@ -23,7 +23,9 @@ import importlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,6 +242,10 @@ def _preprocess_fn(mode: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: imagenet_utils.preprocess_input(x, mode=mode)
 
 
+TEACHER_BATCH = 32
+"""Frames per teacher call; :func:`extract_shards` gathers several videos' frames so that calls are full."""
+
+
 @dataclass
 class Teacher:
     """A loaded teacher: ``probabilities(frames)`` maps uint8 RGB frames to (frames, classes) distributions."""
@@ -356,10 +362,11 @@ class ExtractReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def process_video(
-    video: Path, teachers: Mapping[str, Teacher], step_seconds: float, ffmpeg: str, ffprobe: str
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Audio (whole windows) and per-head teacher distributions (windows, classes) of one video."""
+def decode_video(
+    video: Path, sizes: Iterable[tuple[int, int]], step_seconds: float, ffmpeg: str, ffprobe: str
+) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
+    """Audio (whole windows) and one frame per window at each of ``sizes`` of one video (ffmpeg only: safe to run
+    in threads)."""
     step_samples = step_samples_for(step_seconds)
     audio = extract_audio(video, ffmpeg, ffprobe)
     windows = len(audio) // step_samples
@@ -367,15 +374,68 @@ def process_video(
         raise VideoError(
             f"{video}: audio is {len(audio) / SAMPLE_RATE:.2f} s, shorter than one {step_seconds:g}-s window"
         )
-    frames_by_size: dict[tuple[int, int], np.ndarray] = {}
-    for teacher in teachers.values():
-        if teacher.size not in frames_by_size:
-            frames_by_size[teacher.size] = extract_frames(video, ffmpeg, step_seconds, windows, teacher.size)
+    frames_by_size = {size: extract_frames(video, ffmpeg, step_seconds, windows, size) for size in dict.fromkeys(sizes)}
     windows = min([windows, *(len(f) for f in frames_by_size.values())])
     if windows < 1:
         raise VideoError(f"{video}: no video frame could be decoded")
-    distributions = {h: t.probabilities(frames_by_size[t.size][:windows]) for h, t in teachers.items()}
-    return audio[: windows * step_samples], distributions
+    return audio[: windows * step_samples], {size: frames[:windows] for size, frames in frames_by_size.items()}
+
+
+def process_video(
+    video: Path, teachers: Mapping[str, Teacher], step_seconds: float, ffmpeg: str, ffprobe: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Audio (whole windows) and per-head teacher distributions (windows, classes) of one video."""
+    audio, frames = decode_video(video, (t.size for t in teachers.values()), step_seconds, ffmpeg, ffprobe)
+    return audio, {h: t.probabilities(frames[t.size]) for h, t in teachers.items()}
+
+
+@dataclass
+class _Decoded:
+    """One video decoded by a worker thread: its audio and frames, or why it failed."""
+
+    key: str
+    audio: np.ndarray | None = None
+    frames: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    error: VideoError | None = None
+
+
+def _decoded_in_order(
+    keys: Sequence[str], sizes: list[tuple[int, int]], step_seconds: float, workers: int
+) -> Iterator[_Decoded]:
+    """Decode ``keys`` with ``workers`` threads (0: in this thread), yielding in input order; at most a few videos
+    per worker wait decoded in memory."""
+    ffmpeg, ffprobe = find_ffmpeg()
+
+    def one(key: str) -> _Decoded:
+        try:
+            audio, frames = decode_video(Path(key), sizes, step_seconds, ffmpeg, ffprobe)
+        except VideoError as exc:
+            return _Decoded(key, error=exc)
+        return _Decoded(key, audio, frames)
+
+    if workers <= 0:
+        yield from map(one, keys)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="soundnet-teacher") as pool:
+        pending: deque = deque()
+        for key in keys:
+            pending.append(pool.submit(one, key))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _label(group: list[_Decoded], teachers: Mapping[str, Teacher]) -> list[dict[str, np.ndarray]]:
+    """Each decoded video's teacher distributions, the teachers run once over the frames of the whole group (full
+    batches across videos)."""
+    windows = [len(next(iter(item.frames.values()))) for item in group]
+    bounds = np.cumsum([0, *windows])
+    per_head = {}
+    for head, teacher in teachers.items():
+        frames = np.concatenate([item.frames[teacher.size] for item in group])
+        per_head[head] = teacher.probabilities(frames, batch_size=TEACHER_BATCH)
+    return [{h: d[bounds[i] : bounds[i + 1]] for h, d in per_head.items()} for i in range(len(group))]
 
 
 def _open_manifest(output: Path, teachers: Mapping[str, Teacher], step_seconds: float) -> dict:
@@ -460,10 +520,19 @@ def extract_shards(
     videos_per_shard: int = 64,
     retry_failed: bool = False,
     log: Callable[[str], None] | None = None,
+    workers: int | None = None,
 ) -> ExtractReport:
-    """Write teacher shards for ``videos`` into ``output_dir`` (resumable; see the module docstring)."""
+    """Write teacher shards for ``videos`` into ``output_dir`` (resumable; see the module docstring).
+
+    ``workers`` threads decode videos ahead (ffmpeg runs outside the GIL; default: the CPU count, at most 4; 0
+    decodes in this thread) while the teachers label the frames of several videos in full batches. Records are
+    written in input order."""
     say = log or (lambda message: None)
-    ffmpeg, ffprobe = find_ffmpeg()
+    find_ffmpeg()
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers must be a whole number >= 0 (0: decode in this thread), got {workers!r}")
     if not teachers:
         raise ConfigError("at least one teacher is needed (objects and/or scenes)")
     videos_per_shard = check_positive(videos_per_shard, "videos_per_shard", integer=True)
@@ -474,19 +543,28 @@ def extract_shards(
     report = ExtractReport()
     todo = _videos_to_do(videos, manifest, retry_failed, report)
     say(f"{len(todo)} video(s) to process, {len(report.skipped)} already done or failed before")
-    try:
-        for i, key in enumerate(todo, 1):
-            try:
-                audio, distributions = process_video(Path(key), teachers, step_seconds, ffmpeg, ffprobe)
-            except VideoError as exc:
-                say(f"[{i}/{len(todo)}] skipped: {exc}")
-                _record_failure(output, manifest, report, key, exc)
-                continue
-            steps = shards.add(key, audio, distributions)
-            report.done.append(key)
-            say(f"[{i}/{len(todo)}] {Path(key).name}: {steps} window(s)")
+    sizes = [t.size for t in teachers.values()]
+    group: list[_Decoded] = []
+
+    def flush() -> None:
+        for item, distributions in zip(group, _label(group, teachers) if group else [], strict=True):
+            steps = shards.add(item.key, item.audio, distributions)
+            report.done.append(item.key)
+            say(f"[{len(report.done) + len(report.failed)}/{len(todo)}] {Path(item.key).name}: {steps} window(s)")
             if shards.videos() >= videos_per_shard:
                 shards.close()
+        group.clear()
+
+    try:
+        for item in _decoded_in_order(todo, sizes, step_seconds, workers):
+            if item.error is not None:
+                _record_failure(output, manifest, report, item.key, item.error)
+                say(f"[{len(report.done) + len(group) + len(report.failed)}/{len(todo)}] skipped: {item.error}")
+                continue
+            group.append(item)
+            if sum(len(next(iter(g.frames.values()))) for g in group) >= TEACHER_BATCH * 4:
+                flush()
+        flush()
         shards.close()
     finally:
         shards.abandon()
