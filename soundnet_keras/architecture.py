@@ -18,7 +18,8 @@ sees (padding included), and the *offset* the input position of the first sample
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -122,14 +123,62 @@ def architectures() -> tuple[str, ...]:
     return tuple(LAYER_TABLES)
 
 
-def layer_table(arch: str) -> tuple[Layer, ...]:
-    """The layer table of architecture ``arch`` (``"soundnet8"`` or ``"soundnet5"``)."""
+STANDARD_HEAD_CLASSES: dict[str, int] = {"objects": OBJECT_CLASSES, "scenes": SCENE_CLASSES}
+"""Class counts of the original's heads (ImageNet objects, Places2 scenes), the tables' own."""
+
+MAX_HEAD_CLASSES = 32768
+"""Most classes a head may have (ImageNet-21k has 21,841): bounds what a weights file's metadata can ask for."""
+
+HeadClasses = Mapping[str, int]
+
+
+def check_head_classes(arch: str, head_classes: HeadClasses | None) -> dict[str, int]:
+    """Class count of each head of ``arch``: the table's own, overridden by ``head_classes`` (head -> classes).
+
+    ``head_classes`` may name one head or both; each count must be an integer from 1 to :data:`MAX_HEAD_CLASSES`.
+    """
+    layer_table(arch)  # ConfigError for an unknown architecture
+    sizes = dict(STANDARD_HEAD_CLASSES)
+    if head_classes is None:
+        return sizes
+    if not isinstance(head_classes, Mapping):
+        raise ConfigError(f"head classes must map head names to class counts, got {type(head_classes).__name__}")
+    for head, classes in head_classes.items():
+        if head not in sizes:
+            raise ConfigError(f"class count for unknown head {head!r}: expected {' or '.join(map(repr, HEAD_NAMES))}")
+        if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)):
+            raise ConfigError(f"head {head!r} class count must be an integer, got {classes!r}")
+        if not 1 <= int(classes) <= MAX_HEAD_CLASSES:
+            raise ConfigError(f"head {head!r} class count must be from 1 to {MAX_HEAD_CLASSES}, got {int(classes)}")
+        sizes[head] = int(classes)
+    return sizes
+
+
+def is_standard(head_classes: HeadClasses | None) -> bool:
+    """Whether ``head_classes`` (None: the tables' own) are the original's head sizes (objects 1000, scenes 401)."""
+    if head_classes is None:
+        return True
+    return set(head_classes) <= set(STANDARD_HEAD_CLASSES) and all(
+        head_classes.get(head, classes) == classes for head, classes in STANDARD_HEAD_CLASSES.items()
+    )
+
+
+def layer_table(arch: str, head_classes: HeadClasses | None = None) -> tuple[Layer, ...]:
+    """The layer table of architecture ``arch`` (``"soundnet8"`` or ``"soundnet5"``).
+
+    ``head_classes`` (head -> classes) gives heads of other sizes (e.g. a 365-class Places365 scenes head): the same
+    kernel, stride and padding with other output channels (see :func:`check_head_classes`).
+    """
     try:
-        return LAYER_TABLES[arch]
+        table = LAYER_TABLES[arch]
     except KeyError:
         raise ConfigError(
             f"unknown architecture {arch!r}: expected one of {', '.join(map(repr, LAYER_TABLES))}"
         ) from None
+    if is_standard(head_classes):
+        return table
+    sizes = check_head_classes(arch, head_classes)
+    return tuple(replace(layer, filters=sizes[layer.name]) if layer.name in sizes else layer for layer in table)
 
 
 def trunk(arch: str) -> tuple[Layer, ...]:
@@ -137,9 +186,19 @@ def trunk(arch: str) -> tuple[Layer, ...]:
     return tuple(layer for layer in layer_table(arch) if not (isinstance(layer, Conv) and layer.head))
 
 
-def heads(arch: str) -> tuple[Conv, ...]:
-    """The two classification heads (objects, scenes), which both read the trunk's last output."""
-    return tuple(layer for layer in layer_table(arch) if isinstance(layer, Conv) and layer.head)
+def heads(arch: str, head_classes: HeadClasses | None = None) -> tuple[Conv, ...]:
+    """The two classification heads (objects, scenes), which both read the trunk's last output; ``head_classes``
+    as for :func:`layer_table`."""
+    return tuple(layer for layer in layer_table(arch, head_classes) if isinstance(layer, Conv) and layer.head)
+
+
+def describe(arch: str, head_classes: HeadClasses | None = None) -> str:
+    """``arch``, followed by its head sizes where they are not the original's (``soundnet8 (objects 1000, scenes
+    365 classes)``)."""
+    if is_standard(head_classes):
+        return arch
+    sizes = check_head_classes(arch, head_classes)
+    return f"{arch} ({', '.join(f'{head} {classes}' for head, classes in sizes.items())} classes)"
 
 
 def output_names(arch: str) -> tuple[str, ...]:
@@ -151,8 +210,8 @@ def output_names(arch: str) -> tuple[str, ...]:
     return tuple(layer.name for layer in layer_table(arch))
 
 
-def path_to(arch: str, name: str) -> tuple[Layer, ...]:
-    """The chain of layers from the input to the named output, inclusive."""
+def path_to(arch: str, name: str, head_classes: HeadClasses | None = None) -> tuple[Layer, ...]:
+    """The chain of layers from the input to the named output, inclusive (heads sized by ``head_classes``)."""
     names = output_names(arch)
     if name not in names:
         raise ConfigError(f"unknown layer {name!r} for architecture {arch!r}: expected one of {', '.join(names)}")
@@ -161,7 +220,7 @@ def path_to(arch: str, name: str) -> tuple[Layer, ...]:
         chain.append(layer)
         if layer.name == name:
             return tuple(chain)
-    return (*chain, next(h for h in heads(arch) if h.name == name))
+    return (*chain, next(h for h in heads(arch, head_classes) if h.name == name))
 
 
 def conv_output_length(length: int, kernel: int, stride: int, pad: int) -> int:
@@ -190,9 +249,10 @@ class Geometry:
         return self.min_samples / SAMPLE_RATE
 
 
-def geometry(arch: str, name: str) -> Geometry:
-    """Derive minimum length, hop, receptive field and offset of the named output from the layer table."""
-    chain = path_to(arch, name)
+def geometry(arch: str, name: str, head_classes: HeadClasses | None = None) -> Geometry:
+    """Derive minimum length, hop, receptive field and offset of the named output from the layer table (a head's
+    channels as ``head_classes`` sizes it)."""
+    chain = path_to(arch, name, head_classes)
     hop, receptive_field, offset = 1, 1, 0
     channels = 1
     for layer in chain:

@@ -26,7 +26,7 @@ from .network import build_network, build_serving_model, compile_inference, expo
 from .pretrained import report, resolve
 from .results import ClipResult, Features, HeadScores
 from .running import run_clip, run_clips
-from .weights import WeightsFile, category_names, load_weights, save_weights
+from .weights import WeightsFile, category_names, custom_head_classes, load_weights, save_weights
 
 
 @dataclass
@@ -129,18 +129,28 @@ class SoundNet:
         *,
         weights: WeightsFile | None = None,
         categories: dict[str, Sequence[str]] | None = None,
+        head_classes: dict[str, int] | None = None,
     ) -> None:
         arch_mod.layer_table(arch)  # validates the name
-        self.arch = arch
-        self.keras_model = build_network(arch)
-        self.weights_source = "random initialisation"
         if weights is not None:
             if weights.architecture != arch:
                 raise ConfigError(f"weights are for {weights.architecture!r}, not {arch!r}")
-            set_params(self.keras_model, arch, weights.params)
+            if head_classes is not None and custom_head_classes(arch, head_classes) != weights.head_classes:
+                raise ConfigError(
+                    f"head_classes {dict(head_classes)} do not fit the weights, whose heads have "
+                    f"{arch_mod.check_head_classes(arch, weights.head_classes)} classes"
+                )
+            head_classes = weights.head_classes
+        self.arch = arch
+        self.head_classes = custom_head_classes(arch, head_classes)
+        """Class count of each head where not the original's (objects 1000, scenes 401; None: those)."""
+        self.keras_model = build_network(arch, head_classes=self.head_classes)
+        self.weights_source = "random initialisation"
+        if weights is not None:
+            set_params(self.keras_model, arch, weights.params, head_classes=self.head_classes)
             self.weights_source = weights.source or "weights file"
             categories = categories or weights.categories
-        self.categories = category_names(arch, categories)
+        self.categories = category_names(arch, categories, self.head_classes)
         self._runners: dict[tuple[str, ...], object] = {}
         self.jit_compile = False
         """Compile inference with XLA (measured slower on 2-core CPUs for variable lengths; see benchmarks/)."""
@@ -165,7 +175,11 @@ class SoundNet:
         return save_weights(
             path,
             WeightsFile(
-                self.arch, get_params(self.keras_model), source=self.weights_source, categories=self.categories
+                self.arch,
+                get_params(self.keras_model),
+                source=self.weights_source,
+                categories=self.categories,
+                head_classes=self.head_classes,
             ),
         )
 
@@ -196,7 +210,7 @@ class SoundNet:
 
     def geometry(self, layer: str = "objects") -> Geometry:
         """Minimum input length, hop, receptive field and offset (samples at 22,050 Hz) of a named output."""
-        return geometry(self.arch, layer)
+        return geometry(self.arch, layer, self.head_classes)
 
     # ------------------------------------------------------------------------------------------------ execution
     def _runner(self, names: tuple[str, ...]):
@@ -302,7 +316,13 @@ class SoundNet:
 
     def __getstate__(self) -> dict[str, object]:
         """Pickle / deepcopy state (joblib workers, scikit-learn's clone): weights as arrays, no compiled graph."""
-        weights = WeightsFile(self.arch, get_params(self.keras_model), self.weights_source, categories=self.categories)
+        weights = WeightsFile(
+            self.arch,
+            get_params(self.keras_model),
+            self.weights_source,
+            categories=self.categories,
+            head_classes=self.head_classes,
+        )
         return {"weights": weights, "jit_compile": self.jit_compile, "chunk_seconds": self.chunk_seconds}
 
     def __setstate__(self, state: dict[str, object]) -> None:

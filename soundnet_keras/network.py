@@ -27,6 +27,7 @@ from .architecture import (
     HEAD_NAMES,
     WAVEFORM_SCALE,
     Conv,
+    HeadClasses,
     Pool,
     geometry,
     head_margin,
@@ -76,8 +77,14 @@ def _conv_block(x: keras.KerasTensor, layer: Conv) -> keras.KerasTensor:
     return x
 
 
-def build_network(arch: str = "soundnet8", *, name: str | None = None) -> keras.Model:
-    """Build the Keras functional model of ``arch`` from its layer table (random initialisation)."""
+def build_network(
+    arch: str = "soundnet8", *, name: str | None = None, head_classes: HeadClasses | None = None
+) -> keras.Model:
+    """Build the Keras functional model of ``arch`` from its layer table (random initialisation).
+
+    ``head_classes`` (head -> classes) sizes the heads otherwise than the original (1000 objects, 401 scenes): the
+    same layers, names and geometry, other output channels (see :func:`~soundnet_keras.architecture.layer_table`).
+    """
     waveform = keras.Input(shape=(None,), name="waveform", dtype="float32")
     x = keras.layers.Reshape((-1, 1), name="add_channel")(waveform)
     x = keras.layers.Rescaling(WAVEFORM_SCALE, name="input_scaling")(x)
@@ -86,7 +93,7 @@ def build_network(arch: str = "soundnet8", *, name: str | None = None) -> keras.
             x = keras.layers.MaxPooling1D(layer.size, strides=layer.stride, padding="valid", name=layer.name)(x)
         else:
             x = _conv_block(x, layer)
-    outputs = {head.name: _conv_block(x, head) for head in heads(arch)}
+    outputs = {head.name: _conv_block(x, head) for head in heads(arch, head_classes)}
     return keras.Model(waveform, outputs, name=name or arch)
 
 
@@ -103,9 +110,16 @@ def get_params(model: keras.Model) -> dict[str, dict[str, np.ndarray]]:
     return params
 
 
-def set_params(model: keras.Model, arch: str, keras_params: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """Put Keras-layout parameters into ``model`` strictly: every weighted layer filled, every parameter used."""
-    check_shapes(arch, keras_params)
+def set_params(
+    model: keras.Model,
+    arch: str,
+    keras_params: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    head_classes: HeadClasses | None = None,
+) -> None:
+    """Put Keras-layout parameters into ``model`` strictly: every weighted layer filled, every parameter used
+    (heads sized by ``head_classes``, as the model was built)."""
+    check_shapes(arch, keras_params, head_classes)
     layers = _weighted_layers(model)
     params = keras_params
     missing = sorted(set(layers) - set(params))

@@ -12,7 +12,9 @@ Loading is strict (as in timm): a missing, unused or mis-shaped parameter is an 
 File format (written atomically): Keras' own ``.weights.h5`` layout, as ``keras.Model.save_weights`` writes it, so
 ``build_network(arch).load_weights(path)`` (or any Keras model of the same table) reads it; our metadata sits beside
 the weights as root attributes: ``format`` (:data:`FORMAT`), ``architecture``, ``source``, ``source_sha256`` and,
-when known, ``categories_objects`` / ``categories_scenes`` (JSON lists of names). Files of the first format
+when known, ``categories_objects`` / ``categories_scenes`` (JSON lists of names) and, for heads of other sizes than
+the original's (a student of a Places365 teacher: 365 scenes), ``head_classes`` (JSON ``{"objects": 1000, "scenes":
+365}``; absent: the tables' 1000 and 401, which every file written before it has). Files of the first format
 (:data:`LEGACY_FORMAT`: arrays under ``/weights/<keras layer>/<variable>``) are still read; the pretrained cache
 rewrites them in the Keras layout on first use.
 """
@@ -28,7 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .architecture import HEAD_NAMES, Conv, architectures, heads, layer_table
+from .architecture import (
+    HEAD_NAMES,
+    Conv,
+    HeadClasses,
+    architectures,
+    check_head_classes,
+    describe,
+    heads,
+    is_standard,
+    layer_table,
+)
 from .errors import ConfigError, ConversionError, WeightsError
 from .files import atomic_path
 
@@ -44,12 +56,12 @@ KerasParams = dict[str, dict[str, np.ndarray]]
 BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
-def keras_shapes(arch: str) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Expected Keras-layout parameter shapes of ``arch``, derived from its layer table."""
+def keras_shapes(arch: str, head_classes: HeadClasses | None = None) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Expected Keras-layout parameter shapes of ``arch`` (heads sized by ``head_classes``), from its layer table."""
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     in_channels = 1
     trunk_channels = 1
-    for layer in layer_table(arch):
+    for layer in layer_table(arch, head_classes):
         if not isinstance(layer, Conv):
             continue
         source = trunk_channels if layer.head else in_channels
@@ -95,9 +107,12 @@ def torch_to_keras(arch: str, torch_params: Mapping[str, Mapping[str, np.ndarray
     return {name: {k: v.astype(np.float32) for k, v in vars_.items()} for name, vars_ in keras_params.items()}
 
 
-def check_shapes(arch: str, keras_params: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """Raise :class:`WeightsError` listing every missing, unused or mis-shaped parameter."""
-    expected = keras_shapes(arch)
+def check_shapes(
+    arch: str, keras_params: Mapping[str, Mapping[str, np.ndarray]], head_classes: HeadClasses | None = None
+) -> None:
+    """Raise :class:`WeightsError` listing every missing, unused or mis-shaped parameter (heads sized by
+    ``head_classes``; None: the table's own sizes)."""
+    expected = keras_shapes(arch, head_classes)
     problems = []
     for layer, variables in expected.items():
         got = keras_params.get(layer)
@@ -117,15 +132,18 @@ def check_shapes(arch: str, keras_params: Mapping[str, Mapping[str, np.ndarray]]
             if value is not None and tuple(np.shape(value)) == shape and not np.all(np.isfinite(value)):
                 problems.append(f"{layer}/{var} has NaN or Inf values")
     if problems:
-        raise WeightsError(f"weights do not fit {arch}: " + "; ".join(problems))
+        raise WeightsError(f"weights do not fit {describe(arch, head_classes)}: " + "; ".join(problems))
 
 
-def check_categories(arch: str, categories: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
-    """Check category names against the heads of ``arch`` (one name per class) and return them as lists."""
+def check_categories(
+    arch: str, categories: Mapping[str, Sequence[str]] | None, head_classes: HeadClasses | None = None
+) -> dict[str, list[str]]:
+    """Check category names against the heads of ``arch`` (sized by ``head_classes``; one name per class) and return
+    them as lists."""
     if not categories:
         return {}
     checked: dict[str, list[str]] = {}
-    sizes = {head.name: head.filters for head in heads(arch)}
+    sizes = {head.name: head.filters for head in heads(arch, head_classes)}
     for head, names in categories.items():
         if head not in sizes:
             raise ConfigError(f"categories for unknown head {head!r}: expected {' or '.join(map(repr, HEAD_NAMES))}")
@@ -134,19 +152,33 @@ def check_categories(arch: str, categories: Mapping[str, Sequence[str]] | None) 
         names = list(names)
         if len(names) != sizes[head]:
             raise ConversionError(
-                f"{len(names)} category names for {head!r}, but the {arch} head {head!r} has {sizes[head]} classes"
+                f"{len(names)} category names for {head!r}, but the {describe(arch, head_classes)} head {head!r} has "
+                f"{sizes[head]} classes"
             )
         checked[head] = names
     return checked
 
 
-def category_names(arch: str, categories: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+def category_names(
+    arch: str, categories: Mapping[str, Sequence[str]] | None, head_classes: HeadClasses | None = None
+) -> dict[str, list[str]]:
     """Checked category names of both heads (:func:`check_categories`), ``<head>_0000``... where none are known."""
-    checked = check_categories(arch, categories)
+    checked = check_categories(arch, categories, head_classes)
     return {
-        head.name: checked.get(head.name) or [f"{head.name}_{i:04d}" for i in range(head.filters)]
-        for head in heads(arch)
+        head.name: checked.get(head.name) or generic_names(head.name, head.filters)
+        for head in heads(arch, head_classes)
     }
+
+
+def generic_names(head: str, classes: int) -> list[str]:
+    """The names of a head whose categories are unknown: ``<head>_0000``, ``<head>_0001``..."""
+    return [f"{head}_{i:04d}" for i in range(classes)]
+
+
+def custom_head_classes(arch: str, head_classes: HeadClasses | None) -> dict[str, int] | None:
+    """Both heads' class counts (:func:`~soundnet_keras.architecture.check_head_classes`) where they differ from the
+    original's, else None (what :class:`WeightsFile` holds and a file records)."""
+    return None if is_standard(head_classes) else check_head_classes(arch, head_classes)
 
 
 @dataclass
@@ -160,6 +192,8 @@ class WeightsFile:
     categories: dict[str, list[str]] = field(default_factory=dict)
     file_format: str = FORMAT
     """The format the file was read from (:data:`FORMAT`, or :data:`LEGACY_FORMAT` for a file to rewrite)."""
+    head_classes: dict[str, int] | None = None
+    """Class count of each head where they differ from the original's (objects 1000, scenes 401); None: those."""
 
 
 def save_weights(path: str | os.PathLike, weights: WeightsFile) -> Path:
@@ -169,11 +203,13 @@ def save_weights(path: str | os.PathLike, weights: WeightsFile) -> Path:
 
     from .network import build_network, set_params  # imports Keras: only when a file is written
 
-    check_shapes(weights.architecture, weights.params)
+    head_classes = custom_head_classes(weights.architecture, weights.head_classes)
+    check_shapes(weights.architecture, weights.params, head_classes)
+    check_categories(weights.architecture, weights.categories, head_classes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = build_network(weights.architecture)
-    set_params(model, weights.architecture, weights.params)
+    model = build_network(weights.architecture, head_classes=head_classes)
+    set_params(model, weights.architecture, weights.params, head_classes=head_classes)
     with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras insists on the .weights.h5 ending
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as f:
@@ -183,6 +219,8 @@ def save_weights(path: str | os.PathLike, weights: WeightsFile) -> Path:
             f.attrs["source_sha256"] = weights.source_sha256
             for head, names in weights.categories.items():
                 f.attrs[f"categories_{head}"] = json.dumps(list(names))
+            if head_classes is not None:
+                f.attrs["head_classes"] = json.dumps(head_classes)
     return path
 
 
@@ -235,12 +273,12 @@ def _group(f, name: str):
     return group
 
 
-def _keras_layout_params(f, arch: str) -> KerasParams:
+def _keras_layout_params(f, arch: str, head_classes: HeadClasses | None) -> KerasParams:
     """Parameters of a file in Keras' layout: ``layers/<auto name>/vars`` (attribute ``name``: our layer name) holds
     the variables in creation order (Conv1D: kernel, bias; BatchNormalization: gamma, beta, moving mean, variance)."""
     import h5py
 
-    shapes = keras_shapes(arch)
+    shapes = keras_shapes(arch, head_classes)
     params: KerasParams = {}
     for key, group in _group(f, "layers").items():
         if not isinstance(group, h5py.Group):
@@ -266,11 +304,11 @@ def _keras_layout_params(f, arch: str) -> KerasParams:
     return params
 
 
-def _legacy_params(f, arch: str) -> KerasParams:
+def _legacy_params(f, arch: str, head_classes: HeadClasses | None) -> KerasParams:
     """Parameters of a file of :data:`LEGACY_FORMAT`: ``weights/<keras layer>/<variable>``."""
     import h5py
 
-    shapes = keras_shapes(arch)
+    shapes = keras_shapes(arch, head_classes)
     params: KerasParams = {}
     for layer, group in _group(f, "weights").items():
         if not isinstance(group, h5py.Group):
@@ -282,7 +320,23 @@ def _legacy_params(f, arch: str) -> KerasParams:
     return params
 
 
-def _file_categories(f, arch: str) -> dict[str, list[str]]:
+def _file_head_classes(f, arch: str) -> dict[str, int] | None:
+    """The ``head_classes`` attribute (both heads' class counts), None where absent (the original's sizes)."""
+    if "head_classes" not in f.attrs:
+        return None
+    try:
+        sizes = json.loads(_text_attr(f.attrs, "head_classes"))
+    except json.JSONDecodeError as exc:
+        raise _Damaged(f"is damaged: attribute 'head_classes' is not JSON ({exc})") from None
+    if not isinstance(sizes, dict) or set(sizes) != set(HEAD_NAMES):
+        raise _Damaged(f"is damaged: attribute 'head_classes' is {sizes!r:.100}, expected a class count per head")
+    try:
+        return custom_head_classes(arch, sizes)
+    except ConfigError as exc:
+        raise _Damaged(f"is damaged: attribute 'head_classes': {exc}") from None
+
+
+def _file_categories(f, arch: str, head_classes: HeadClasses | None) -> dict[str, list[str]]:
     categories = {}
     for key in f.attrs:
         if key.startswith("categories_"):
@@ -294,7 +348,7 @@ def _file_categories(f, arch: str) -> dict[str, list[str]]:
                 raise _Damaged(f"is damaged: attribute {key!r} holds a {type(names).__name__}, expected a list")
             categories[key.removeprefix("categories_")] = names
     try:
-        return check_categories(arch, categories)
+        return check_categories(arch, categories, head_classes)
     except ConfigError as exc:
         raise _Damaged(f"has bad category names: {exc}") from None
 
@@ -309,10 +363,11 @@ def _read_weights_file(f) -> WeightsFile:
     arch = _text_attr(f.attrs, "architecture")
     if arch not in architectures():
         raise _Damaged(f"is damaged: architecture {arch!r:.80}, expected one of {', '.join(architectures())}")
-    params = _keras_layout_params(f, arch) if fmt == FORMAT else _legacy_params(f, arch)
-    categories = _file_categories(f, arch)
+    head_classes = _file_head_classes(f, arch)
+    params = _keras_layout_params(f, arch, head_classes) if fmt == FORMAT else _legacy_params(f, arch, head_classes)
+    categories = _file_categories(f, arch, head_classes)
     source, source_sha256 = _text_attr(f.attrs, "source", ""), _text_attr(f.attrs, "source_sha256", "")
-    return WeightsFile(arch, params, source, source_sha256, categories, fmt)
+    return WeightsFile(arch, params, source, source_sha256, categories, fmt, head_classes)
 
 
 def load_weights(path: str | os.PathLike) -> WeightsFile:
@@ -332,7 +387,7 @@ def load_weights(path: str | os.PathLike) -> WeightsFile:
     try:
         with h5py.File(path, "r") as f:
             weights = _read_weights_file(f)
-        check_shapes(weights.architecture, weights.params)
+        check_shapes(weights.architecture, weights.params, weights.head_classes)
     except _Damaged as exc:
         raise WeightsError(f"weights file {str(path)!r} {exc}") from None
     except WeightsError as exc:

@@ -270,3 +270,54 @@ def test_prediction_top_and_times(random_net):
         pred.top("things")
     with pytest.raises(ConfigError, match="k must be a positive integer"):
         pred.top("scenes", k=0)
+
+
+def test_heads_of_other_sizes_round_trip_and_stay_strict(tmp_path) -> None:
+    import json
+
+    import h5py
+
+    from soundnet_keras.errors import ConfigError, ConversionError, WeightsError
+
+    net = SoundNet("soundnet5", head_classes={"scenes": 365})
+    assert net.head_classes == {"objects": 1000, "scenes": 365} and net.categories["scenes"][-1] == "scenes_0364"
+    path = net.save_weights(tmp_path / "s365.weights.h5")
+    weights = load_weights(path)
+    assert weights.head_classes == {"objects": 1000, "scenes": 365}
+    assert weights.params["scenes"]["kernel"].shape == (16, 256, 365)
+    # the original's sizes: no attribute written, None read, exactly as before
+    standard = SoundNet("soundnet5", head_classes={"objects": 1000, "scenes": 401})
+    assert standard.head_classes is None
+    with h5py.File(standard.save_weights(tmp_path / "std.weights.h5"), "r") as f:
+        assert "head_classes" not in f.attrs
+    assert load_weights(tmp_path / "std.weights.h5").head_classes is None
+
+    def with_attr(value: str | None) -> None:
+        with h5py.File(path, "a") as f:
+            if value is None:
+                del f.attrs["head_classes"]
+            else:
+                f.attrs["head_classes"] = value
+
+    with_attr(json.dumps({"objects": 1000, "scenes": 366}))
+    with pytest.raises(WeightsError, match=r"365 category names for 'scenes', but .* head 'scenes' has 366 classes"):
+        load_weights(path)
+    with h5py.File(path, "a") as f:
+        del f.attrs["categories_scenes"]
+    with pytest.raises(WeightsError, match=r"scenes/kernel has shape \(16, 256, 365\), expected \(16, 256, 366\)"):
+        load_weights(path)
+    for bad in ("[1, 2]", '{"scenes": 365}', '{"objects": 1000, "scenes": 0}', '{"objects": 1, "scenes": 1e9}', "x"):
+        with_attr(bad)
+        with pytest.raises(WeightsError, match=r"s365\.weights\.h5' is damaged: attribute 'head_classes'"):
+            load_weights(path)
+    with_attr(None)  # without the attribute the file is held to the table's 401 scenes, as every file before it
+    with pytest.raises(WeightsError, match=r"do not fit soundnet5: .*scenes/kernel has shape \(16, 256, 365\)"):
+        load_weights(path)
+    with pytest.raises(ConversionError, match=r"3 category names for 'scenes', but the soundnet5 \(objects 1000, "):
+        SoundNet("soundnet5", head_classes={"scenes": 365}, categories={"scenes": ["a", "b", "c"]})
+    with pytest.raises(ConfigError, match="head 'scenes' class count must be from 1 to 32768, got 0"):
+        SoundNet("soundnet5", head_classes={"scenes": 0})
+    with pytest.raises(ConfigError, match="class count for unknown head 'places'"):
+        SoundNet("soundnet5", head_classes={"places": 365})
+    with pytest.raises(ConfigError, match="do not fit the weights"):
+        SoundNet("soundnet5", weights=weights, head_classes={"scenes": 401})

@@ -212,3 +212,59 @@ def tf_records(path: Path) -> list:
     import tensorflow as tf
 
     return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
+
+
+def test_places365_teacher_names_flow_into_the_trained_weights(
+    workspace: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from soundnet_keras import SoundNet
+    from soundnet_keras.cli.teacher import main
+    from soundnet_keras.training.train import TrainConfig, train
+
+    places = _tiny_teacher(tmp_path / "places365.keras", 365, 3)
+    names = [f"/{chr(97 + i % 26)}/place_{i}" for i in range(365)]
+    labels = tmp_path / "categories_places365.txt"  # the official file's layout: "/a/airfield 0"
+    labels.write_text("".join(f"{name} {i}\n" for i, name in enumerate(names)))
+    shards = tmp_path / "shards"
+    argv = [str(workspace["videos"]), "-o", str(shards), "--objects", str(workspace["objects"]), "--step-seconds", "1"]
+    assert main([*argv, "--scenes", f"{places},preprocess=none,labels={labels}", "-q"]) == 0
+    capsys.readouterr()
+    heads = read_manifest(shards)["heads"]
+    assert heads["scenes"]["classes"] == 365 and heads["scenes"]["categories"] == names
+    assert "categories" not in heads["objects"]  # a model file without labels=: no names
+
+    config = TrainConfig(shards, tmp_path / "run", arch="soundnet5", steps=1, batch_size=2, crop_seconds=3)
+    config.checkpoint_every, config.verbose, config.tensorboard = 1, 0, False
+    messages: list[str] = []
+    result = train(config, log=messages.append)
+    assert [m for m in messages if m.startswith("note:")] == [
+        "note: the objects teacher's category names are unknown (shards made without them; give a model file teacher "
+        "labels=FILE): the weights name its 1000 classes objects_0000 ... objects_0999"
+    ]
+    net = SoundNet.from_pretrained(result.weights_path, verbose=False)
+    assert net.head_classes == {"objects": 1000, "scenes": 365}
+    assert net.categories["scenes"] == names and net.categories["objects"][999] == "objects_0999"
+    top = net.predict(np.zeros(22050, np.float32) + 0.1, 22050).top("scenes", k=2)
+    assert all(name in names for name, _ in top)
+
+
+def test_teacher_labels_files_are_checked(workspace: dict[str, Path], tmp_path: Path) -> None:
+    from soundnet_keras.errors import ConfigError
+    from soundnet_keras.training.teacher import load_teacher, parse_teacher_spec, read_labels
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("tench\ngoldfish\n\n")
+    assert read_labels(labels, 2, "objects") == ["tench", "goldfish"]
+    labels.write_text("class 7\nother 1\n")  # numbers that are not the line's index belong to the names
+    assert read_labels(labels, 2, "objects") == ["class 7", "other 1"]
+    spec = parse_teacher_spec("scenes", f"{workspace['scenes']},labels={labels}")
+    assert spec.labels == str(labels)
+    with pytest.raises(ConfigError, match=r"labels file .*labels\.txt' has 2 names, but the teacher gives 401 classes"):
+        load_teacher(spec)
+    labels.write_text("a\n\nb\n")
+    with pytest.raises(ConfigError, match="line 2 is empty"):
+        read_labels(labels, 3, "scenes")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        read_labels(tmp_path / "missing.txt", 3, "scenes")
+    with pytest.raises(ConfigError, match="labels= needs a file"):
+        parse_teacher_spec("scenes", "vgg16,labels=")

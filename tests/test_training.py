@@ -394,3 +394,112 @@ def test_damaged_shards_are_named(shards: Path, tmp_path: Path, capsys: pytest.C
         error = err.strip().splitlines()[-1]
         assert error.startswith(f"error: shard {str(folder / 'shard-00001.tfrecord')!r}") and what in error, error
     assert error.endswith("(CRC mismatch)")
+
+
+# ------------------------------------------------------------------------------- heads of any size, with their names
+PLACES365_NAMES = [f"/p/place_{i:03d}" for i in range(365)]
+IMAGENET_NAMES = [f"object {i}" for i in range(1000)]
+
+
+@pytest.fixture(scope="module")
+def places365_run(tmp_path_factory: pytest.TempPathFactory):
+    """A short run whose scenes teacher is a 365-class stand-in for Places365 (with names), objects a named
+    1000-class one: ``(TrainResult, messages said)``."""
+    from soundnet_keras.training.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("places365")
+    shards = write_synthetic_shards(
+        root / "shards",
+        num_videos=8,
+        steps_per_video=3,
+        classes={"objects": 1000, "scenes": 365},
+        categories={"objects": IMAGENET_NAMES, "scenes": PLACES365_NAMES},
+    )
+    config = TrainConfig(
+        shards, root / "run", arch="soundnet5", steps=2, batch_size=4, crop_seconds=3, checkpoint_every=2, seed=5
+    )
+    config.verbose, config.tensorboard = 0, False
+    messages: list[str] = []
+    return train(config, log=messages.append), messages
+
+
+def test_student_of_a_places365_teacher_loads_with_its_names(places365_run, rng: np.random.Generator) -> None:
+    from soundnet_keras import SoundNet
+    from soundnet_keras.weights import load_weights
+
+    result, messages = places365_run
+    assert result.weights_path is not None and result.weights_path.name == "final.weights.h5"
+    assert not any(m.startswith("note:") for m in messages), messages
+    weights = load_weights(result.weights_path)
+    assert weights.head_classes == {"objects": 1000, "scenes": 365}
+    assert weights.categories == {"objects": IMAGENET_NAMES, "scenes": PLACES365_NAMES}
+    assert [load_weights(p).categories["scenes"] for p in result.checkpoints] == [PLACES365_NAMES]
+    net = SoundNet.from_pretrained(result.weights_path, verbose=False)
+    assert net.head_classes == {"objects": 1000, "scenes": 365} and net.geometry("scenes").channels == 365
+    clip = (0.3 * rng.standard_normal(4 * 22050)).astype(np.float32)
+    prediction = net.predict(clip, 22050)
+    scenes = prediction.head("scenes")
+    assert scenes.values.shape[-1] == 365 and list(scenes.labels) == PLACES365_NAMES
+    assert prediction.top("scenes", k=1)[0][0] in PLACES365_NAMES
+    assert prediction.top("objects", k=1)[0][0] in IMAGENET_NAMES
+    # the same logits as the trained Keras model, and a round trip through save_weights keeps sizes and names
+    expected = np.asarray(result.model(clip[None, :66150], training=False)["scenes"])
+    np.testing.assert_allclose(net.forward(clip[None, :66150], ["scenes"])["scenes"], expected, rtol=1e-4, atol=1e-5)
+    again = SoundNet.from_pretrained(net.save_weights(result.weights_path.parent / "again.weights.h5"), verbose=False)
+    assert again.categories == net.categories and again.head_classes == net.head_classes
+
+
+def test_student_of_a_places365_teacher_classifies_and_finetunes(
+    places365_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import soundfile
+
+    from soundnet_keras import SoundNet
+    from soundnet_keras.cli import classify, finetune
+    from soundnet_keras.transfer import ClipClassifier
+
+    weights = places365_run[0].weights_path
+    rng = np.random.default_rng(3)
+    t = np.arange(22050 * 3) / 22050
+    for label, freq in (("low", 200.0), ("high", 3000.0)):
+        (tmp_path / "clips" / label).mkdir(parents=True)
+        for i in range(4):
+            wave = 0.4 * np.sin(2 * np.pi * freq * (1 + 0.02 * i) * t) + 0.01 * rng.standard_normal(t.size)
+            soundfile.write(tmp_path / "clips" / label / f"{i}.wav", wave, 22050)
+    clip = tmp_path / "clips" / "low" / "0.wav"
+
+    assert classify.main([str(clip), "--weights", str(weights), "--json", "-k", "3", "-q"]) == 0
+    record = json.loads(capsys.readouterr().out)[0]
+    scenes = record["scenes"]
+    assert len(scenes) == 3 and all(entry["label"] in PLACES365_NAMES for entry in scenes), record
+
+    out = tmp_path / "tuned.keras"
+    argv = ["--folder", str(tmp_path / "clips"), "-o", str(out), "--init", str(weights), "--layer", "conv4"]
+    assert finetune.main([*argv, "--epochs", "1", "--window-seconds", "3", "--val-fraction", "0", "-q"]) == 0, (
+        capsys.readouterr().err
+    )
+    assert out.is_file()
+
+    net = SoundNet.from_pretrained(weights, verbose=False)
+    clips = [str(p) for p in sorted((tmp_path / "clips").rglob("*.wav"))]
+    labels = [Path(p).parent.name for p in clips]
+    model = ClipClassifier(layer="conv4", net=net, cache=False, window=None, window_features="mean").fit(clips, labels)
+    assert set(model.predict(clips)) <= {"low", "high"}
+
+
+def test_student_with_unnamed_teachers_is_a_package_file_with_generic_names(shards: Path, tmp_path: Path) -> None:
+    from soundnet_keras import SoundNet
+    from soundnet_keras.training.train import TrainConfig, train
+
+    config = TrainConfig(shards, tmp_path / "run", arch="soundnet5", steps=1, batch_size=4, crop_seconds=3)
+    config.checkpoint_every, config.verbose, config.tensorboard = 1, 0, False
+    messages: list[str] = []
+    result = train(config, log=messages.append)
+    notes = [m for m in messages if m.startswith("note:")]
+    assert len(notes) == 2 and "objects_0000 ... objects_0004" in notes[0] and "scenes_0002" in notes[1], notes
+    net = SoundNet.from_pretrained(result.weights_path, verbose=False)
+    assert net.head_classes == {"objects": 5, "scenes": 3}
+    assert net.categories == {
+        "objects": [f"objects_{i:04d}" for i in range(5)],
+        "scenes": ["scenes_0000", "scenes_0001", "scenes_0002"],
+    }

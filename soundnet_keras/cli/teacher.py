@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
         "frames, and write TFRecord shards for soundnet-train. Needs ffmpeg. Resumable: a rerun skips finished videos.",
         epilog="Teacher SPEC: a keras.applications name (vgg16, resnet50, ...; ImageNet weights download on first use) "
         "or a .keras/.h5 model file, with options: ,preprocess=none|unit|tf|caffe|torch ,output=probabilities|logits "
-        ",size=PIXELS ,weights=imagenet|none|PATH. Example: --objects vgg16 --scenes places.keras,preprocess=caffe",
+        ",size=PIXELS ,weights=imagenet|none|PATH ,labels=FILE (category names, one per line; ImageNet models have "
+        "theirs). Example: --objects vgg16 --scenes places365.keras,preprocess=caffe,labels=categories_places365.txt",
     )
     parser.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or .txt lists")
     parser.add_argument("-o", "--output", required=True, help="shard folder (created; reused to resume)")

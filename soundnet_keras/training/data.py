@@ -3,8 +3,9 @@
 Shard layout: a folder with ``manifest.json`` and ``shard-NNNNN.tfrecord`` files. Each record is one video: its
 audio track (22,050 Hz mono, 16-bit PCM, exactly ``num_steps × step_samples`` samples) and, per head, the teacher's
 class distribution for each of its ``num_steps`` windows of ``step_seconds`` (the original: one per 5 s). The
-manifest names the heads, their class counts and teachers, the shards with their record counts, and every video
-processed (done or failed), which is what makes :mod:`~soundnet_keras.training.teacher` resumable.
+manifest names the heads, their class counts, teachers and (when the teacher has them) category names, the shards
+with their record counts, and every video processed (done or failed), which is what makes
+:mod:`~soundnet_keras.training.teacher` resumable.
 
 Time alignment. Training crops ``crop_steps`` whole teacher windows starting on a window boundary (the original:
 20-s crops = 4 windows). The student gives ``T = output_length(arch, "objects", crop_samples)`` frames; output frame
@@ -20,7 +21,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,24 @@ def step_samples_for(step_seconds: float) -> int:
     return round(samples)
 
 
+def manifest_head(head: str, classes: int, teacher: str, categories: Sequence[str] | None = None) -> dict:
+    """A manifest's entry for one head: ``{"classes", "teacher"}`` and, when known, ``"categories"`` (the teacher's
+    class names, one per class, which the trained weights carry on)."""
+    entry: dict[str, object] = {"classes": int(classes), "teacher": str(teacher)}
+    if categories is not None:
+        names = list(categories)
+        if len(names) != int(classes) or not all(isinstance(name, str) and name for name in names):
+            raise ConfigError(
+                f"{head} teacher {teacher!r}: expected {int(classes)} non-empty category names (one per class), "
+                f"received {len(names)}"
+            )
+        entry["categories"] = names
+    return entry
+
+
 def new_manifest(step_seconds: float, heads: Mapping[str, Mapping[str, object]]) -> dict:
-    """An empty manifest for shards with ``heads`` (name -> {"classes": int, "teacher": str})."""
+    """An empty manifest for shards with ``heads`` (name -> {"classes": int, "teacher": str[, "categories":
+    [str]]})."""
     if not heads:
         raise ConfigError("at least one teacher head is needed (objects and/or scenes)")
     return {
@@ -62,10 +79,26 @@ def new_manifest(step_seconds: float, heads: Mapping[str, Mapping[str, object]])
         "sample_rate": SAMPLE_RATE,
         "step_seconds": float(step_seconds),
         "step_samples": step_samples_for(step_seconds),
-        "heads": {name: {"classes": int(h["classes"]), "teacher": str(h["teacher"])} for name, h in heads.items()},
+        "heads": {
+            name: manifest_head(name, int(h["classes"]), str(h["teacher"]), h.get("categories"))  # type: ignore[arg-type]
+            for name, h in heads.items()
+        },
         "shards": [],
         "videos": {},
     }
+
+
+def manifest_categories(manifest: Mapping, heads: Iterable[str], directory: str | os.PathLike) -> dict[str, list[str]]:
+    """Category names the manifest records for ``heads`` (those whose teacher had names; checked)."""
+    found = {}
+    for head in heads:
+        entry = manifest["heads"][head]
+        if "categories" in entry:
+            try:
+                found[head] = manifest_head(head, entry["classes"], entry["teacher"], entry["categories"])["categories"]
+            except (ConfigError, TypeError) as exc:
+                raise ConfigError(f"{str(Path(directory) / MANIFEST_NAME)!r}: bad category names: {exc}") from None
+    return found
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
@@ -262,6 +295,8 @@ class DatasetInfo:
     usable_examples: int
     total_examples: int
     step_seconds: float
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    """Category names of the heads whose teacher had names (see :func:`manifest_head`)."""
 
 
 def crop_steps_for(manifest: Mapping, crop_seconds: float) -> int:
@@ -357,6 +392,7 @@ def _dataset_info(
         usable,
         total,
         float(manifest["step_seconds"]),
+        manifest_categories(manifest, head_classes, shard_dir),
     )
     if usable == 0:
         raise ConfigError(
@@ -459,6 +495,7 @@ def write_synthetic_shards(
     steps_per_video: Iterable[int] | int = 3,
     step_seconds: float = 1.0,
     classes: Mapping[str, int] | None = None,
+    categories: Mapping[str, Sequence[str]] | None = None,
     videos_per_shard: int = 8,
     seed: int = 0,
 ) -> Path:
@@ -466,13 +503,18 @@ def write_synthetic_shards(
 
     Video ``i`` is a noisy tone at one of :data:`SYNTHETIC_FREQUENCIES` (``label = i mod len``); every window's
     teacher is :func:`synthetic_teacher` of the label (objects) and of ``label`` again for scenes (with its own
-    class count), so a student that hears the pitch can match the teacher exactly. Returns the folder.
+    class count), so a student that hears the pitch can match the teacher exactly. ``categories`` (head -> names)
+    are recorded in the manifest as a teacher's names would be. Returns the folder.
     """
     classes = dict(classes or {"objects": 5, "scenes": 3})
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     step_samples = step_samples_for(step_seconds)
-    manifest = new_manifest(step_seconds, {h: {"classes": c, "teacher": "synthetic"} for h, c in classes.items()})
+    categories = dict(categories or {})
+    manifest = new_manifest(
+        step_seconds,
+        {h: manifest_head(h, c, "synthetic", categories.get(h)) for h, c in classes.items()},
+    )
     rng = np.random.default_rng(seed)
     steps = [steps_per_video] * num_videos if isinstance(steps_per_video, int) else list(steps_per_video)
     writer = None

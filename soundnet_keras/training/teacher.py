@@ -12,6 +12,11 @@ weights are downloaded by Keras on first use) with its own preprocessing, or a s
 (preprocessing named with ``preprocess=``: ``none`` (RGB 0..255), ``unit`` (÷255), ``tf`` ([-1, 1]), ``caffe``,
 ``torch``). Outputs must be probabilities unless ``output=logits`` is given.
 
+Category names travel with the distributions (manifest -> trained weights -> predictions): a ``keras.applications``
+model with ImageNet weights has the names ``decode_predictions`` gives; any teacher takes ``labels=FILE`` (one name
+per line, as many as it has classes; Places365's ``categories_places365.txt`` lines ``/a/airfield 0`` are read as
+``/a/airfield``). Without names, the student's classes are called ``scenes_0000``, ``scenes_0001``...
+
 Resumable: a shard's videos enter the manifest only once the shard file is complete, so a rerun skips exactly the
 finished videos (and the ones recorded as failed, unless ``retry_failed``); a broken video (unreadable, no audio
 track, shorter than one window) is reported, recorded as failed and skipped.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 from collections import deque
@@ -38,6 +44,7 @@ from .data import (
     ShardWriter,
     add_shard,
     encode_record,
+    manifest_head,
     new_manifest,
     next_shard_index,
     read_manifest,
@@ -198,6 +205,8 @@ class TeacherSpec:
     output: str = "probabilities"
     size: int | None = None
     weights: str | None = "imagenet"
+    labels: str | None = None
+    """A text file of the teacher's category names, one per line (see the module docstring)."""
 
     @property
     def description(self) -> str:
@@ -205,7 +214,8 @@ class TeacherSpec:
 
 
 def parse_teacher_spec(head: str, text: str) -> TeacherSpec:
-    """Parse ``"NAME_OR_PATH[,preprocess=MODE][,output=logits][,size=224][,weights=none]"`` for ``head``."""
+    """Parse ``"NAME_OR_PATH[,preprocess=MODE][,output=logits][,size=224][,weights=none][,labels=FILE]"`` for
+    ``head``."""
     if head not in HEAD_NAMES:
         raise ConfigError(f"teacher head must be one of {HEAD_NAMES}, got {head!r}")
     parts = [p.strip() for p in str(text).split(",")]
@@ -214,14 +224,20 @@ def parse_teacher_spec(head: str, text: str) -> TeacherSpec:
     options: dict[str, object] = {}
     for part in parts[1:]:
         key, sep, value = part.partition("=")
-        if not sep or key not in ("preprocess", "output", "size", "weights"):
-            raise ConfigError(f"{head} teacher option {part!r}: expected preprocess=, output=, size= or weights=")
+        if not sep or key not in ("preprocess", "output", "size", "weights", "labels"):
+            raise ConfigError(
+                f"{head} teacher option {part!r}: expected preprocess=, output=, size=, weights= or labels="
+            )
         if key == "size":
             if not value.isdigit() or int(value) < 8:
                 raise ConfigError(f"{head} teacher size must be an integer of at least 8 pixels, got {value!r}")
             options[key] = int(value)
         elif key == "weights":
             options[key] = None if value.lower() == "none" else value
+        elif key == "labels":
+            if not value:
+                raise ConfigError(f"{head} teacher option labels= needs a file: one category name per line")
+            options[key] = value
         else:
             options[key] = value
     spec = TeacherSpec(head, parts[0], **options)  # type: ignore[arg-type]
@@ -255,6 +271,8 @@ class Teacher:
     size: tuple[int, int]
     classes: int
     preprocess: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    names: list[str] | None = field(default=None, repr=False)
+    """The teacher's category names, one per class (None: unknown)."""
 
     def probabilities(self, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
         outputs = []
@@ -324,7 +342,56 @@ def load_teacher(spec: TeacherSpec) -> Teacher:
     out_shape = tuple(model.output_shape)
     if len(out_shape) != 2 or not out_shape[1]:
         raise ConfigError(f"{spec.head} teacher {spec.source!r} must output (batch, classes), gives {out_shape}")
-    return Teacher(spec, model, (int(height), int(width)), int(out_shape[1]), preprocess)
+    classes = int(out_shape[1])
+    if spec.labels:
+        names = read_labels(spec.labels, classes, spec.head)
+    elif key in APPLICATIONS and spec.weights == "imagenet" and classes == IMAGENET_CLASSES:
+        names = imagenet_names()
+    else:
+        names = None
+    return Teacher(spec, model, (int(height), int(width)), classes, preprocess, names)
+
+
+IMAGENET_CLASSES = 1000
+_INDEXED_LINE = re.compile(r"^(.*\S)\s+(\d+)$")
+
+
+def read_labels(path: str | os.PathLike, classes: int, head: str) -> list[str]:
+    """The category names in the text file ``path``: one per line, ``classes`` of them (blank lines at the end
+    ignored). Lines that all end with their own index (``/a/airfield 0``, Places365's ``categories_places365.txt``)
+    give the text before it."""
+    file = Path(path).expanduser()
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{head} teacher labels file {str(file)!r} cannot be read: {exc}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    names = [line.strip() for line in lines]
+    indexed = [_INDEXED_LINE.match(name) for name in names]
+    if names and all(m is not None and int(m.group(2)) == i for i, m in enumerate(indexed)):
+        names = [m.group(1) for m in indexed]  # type: ignore[union-attr]
+    empty = [i + 1 for i, name in enumerate(names) if not name]
+    if empty:
+        raise ConfigError(f"{head} teacher labels file {str(file)!r}: line {empty[0]} is empty, expected a name")
+    if len(names) != classes:
+        raise ConfigError(
+            f"{head} teacher labels file {str(file)!r} has {len(names)} names, but the teacher gives {classes} classes"
+        )
+    return names
+
+
+def imagenet_names() -> list[str] | None:
+    """The 1000 ImageNet class names ``keras.applications``' ``decode_predictions`` gives (``tench``, ``goldfish``...;
+    Keras downloads their index once), or None when they cannot be had (offline): the student's classes are then
+    called ``objects_0000``..."""
+    from keras.applications import imagenet_utils  # heavy (Keras/TensorFlow): only when a teacher is loaded
+
+    try:
+        decoded = imagenet_utils.decode_predictions(np.eye(IMAGENET_CLASSES, dtype=np.float32), top=1)
+    except Exception:  # Keras' download raises many types (offline, proxy, damaged cache)
+        return None
+    return [str(rows[0][1]) for rows in decoded]
 
 
 # ------------------------------------------------------------------------------------------------------ videos
@@ -440,12 +507,17 @@ def _label(group: list[_Decoded], teachers: Mapping[str, Teacher]) -> list[dict[
 
 def _open_manifest(output: Path, teachers: Mapping[str, Teacher], step_seconds: float) -> dict:
     """The manifest of ``output``: the existing one (which must have the same settings) or a new one, written."""
-    heads = {h: {"classes": t.classes, "teacher": t.spec.description} for h, t in teachers.items()}
+    heads = {h: manifest_head(h, t.classes, t.spec.description, t.names) for h, t in teachers.items()}
     if not (output / "manifest.json").exists():
         manifest = new_manifest(step_seconds, heads)
         write_manifest(output, manifest)
         return manifest
     manifest = read_manifest(output)
+    without = {h: {k: v for k, v in entry.items() if k != "categories"} for h, entry in heads.items()}
+    if manifest["heads"] == without and without != heads and manifest["step_seconds"] == float(step_seconds):
+        # shards made without names (an earlier version): the same teachers add their names now
+        manifest["heads"] = heads
+        write_manifest(output, manifest)
     if manifest["step_seconds"] != float(step_seconds) or manifest["heads"] != heads:
         raise ConfigError(
             f"{output} already holds shards made with other settings (step {manifest['step_seconds']} s, heads "
@@ -539,6 +611,12 @@ def extract_shards(
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     manifest = _open_manifest(output, teachers, step_seconds)
+    for head, teacher in teachers.items():
+        if teacher.names is None:
+            say(
+                f"note: the {head} teacher {teacher.spec.source!r} has no category names (add labels=FILE to its "
+                f"spec): a student trained on these shards calls its classes {head}_0000, {head}_0001, ..."
+            )
     shards = _ShardSink(output, manifest)
     report = ExtractReport()
     todo = _videos_to_do(videos, manifest, retry_failed, report)

@@ -15,11 +15,12 @@
   ``mixed_bfloat16`` (recent CPUs / TPUs / Ampere+ GPUs). The loss is always computed in float32.
 * **Steps, checkpoints and resumption**: training runs ``steps`` optimizer steps; a Keras *epoch* is one checkpoint
   interval of ``checkpoint_every`` steps. At each interval's end a numbered checkpoint is written
-  (``checkpoints/step-NNNNNNNN.weights.h5``, the package's weights format when the heads have the standard sizes,
-  loadable with ``SoundNet.from_pretrained``) and a crash-safe backup of weights and optimizer state is written
-  (``backup/epoch-NNNNNNNN.weights.h5`` and ``.json``; see :func:`write_backup`). A killed run started again with
-  the same arguments restores the newest intact backup and skips the batches already consumed, so (with
-  ``deterministic=True``) it ends with the same weights as an uninterrupted run.
+  (``checkpoints/step-NNNNNNNN.weights.h5``, the package's weights format when the student has both heads, of any
+  sizes, with the teachers' category names: loadable with ``SoundNet.from_pretrained``) and a crash-safe backup of
+  weights and optimizer state is written (``backup/epoch-NNNNNNNN.weights.h5`` and ``.json``; see
+  :func:`write_backup`). A killed run started again with the same arguments restores the newest intact backup and
+  skips the batches already consumed, so (with ``deterministic=True``) it ends with the same weights as an
+  uninterrupted run.
 * **Logs**: TensorBoard scalars in ``logs/`` and Keras' progress bar.
 """
 
@@ -38,13 +39,13 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, heads, layer_table, trunk
+from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, check_head_classes, heads, layer_table
 from ..errors import ConfigError
 from ..files import sha256_file
-from ..network import build_network, get_params, set_params, stage_layer
+from ..network import build_network, get_params, set_params
 from ..pretrained import resolve
 from ..validation import check_positive
-from ..weights import WeightsFile, load_weights, save_weights
+from ..weights import WeightsFile, custom_head_classes, generic_names, keras_shapes, load_weights, save_weights
 from .data import DatasetInfo, crop_steps_for, damaged_shard_error, make_dataset, read_manifest
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
 
@@ -111,40 +112,32 @@ def build_student(
 ):
     """The SoundNet model to train: ``arch`` with one output per head in ``head_classes`` (name -> classes).
 
-    Heads with the standard sizes (objects 1000, scenes 401) are the architecture's own; another size (e.g. a
-    Places365 teacher) gets a new head convolution with the same kernel/stride/padding. ``init`` loads pretrained
-    weights (preset name or file) into the trunk and every standard-size head before any head is replaced.
+    Every head is the architecture's own layer (same name, kernel, stride and padding), with as many classes as its
+    teacher has (objects 1000, scenes 401 in the original; e.g. 365 for a Places365 teacher): see
+    :func:`~soundnet_keras.network.build_network`. ``init`` loads pretrained weights (preset name or file) into the
+    trunk and every head of the same size; other heads start from the authors' random initialisation.
     Call inside ``strategy.scope()`` for distributed training.
     """
     head_classes = dict(head_classes or STANDARD_CLASSES)
     unknown = [h for h in head_classes if h not in HEAD_NAMES]
     if unknown or not head_classes:
         raise ConfigError(f"heads must be among {HEAD_NAMES}, got {list(head_classes)}")
-    base = build_network(arch)
+    sizes = custom_head_classes(arch, check_head_classes(arch, head_classes))
+    base = build_network(arch, head_classes=sizes)
     if init is not None:
-        set_params(base, arch, load_init_params(init, arch))
+        params = load_init_params(init, arch)
+        fresh = get_params(base)
+        for spec in heads(arch):  # a head of another size than the file's keeps its random initialisation
+            if {var: tuple(value.shape) for var, value in params.get(spec.name, {}).items()} != {
+                var: value.shape for var, value in fresh[spec.name].items()
+            }:
+                params = {**params, spec.name: fresh[spec.name]}
+        set_params(base, arch, params, head_classes=sizes)
     if synchronized_batchnorm:
         for layer in base.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = True  # global-batch statistics under MirroredStrategy (read at call time)
-    features = base.get_layer(stage_layer(arch, trunk(arch)[-1].name)).output
-    outputs = {}
-    for spec in heads(arch):
-        if spec.name not in head_classes:
-            continue
-        classes = int(head_classes[spec.name])
-        if classes == spec.filters:
-            outputs[spec.name] = base.get_layer(spec.name).output
-            continue
-        x = keras.layers.ZeroPadding1D(spec.pad, name=f"{spec.name}_{classes}_pad")(features) if spec.pad else features
-        outputs[spec.name] = keras.layers.Conv1D(
-            classes,
-            spec.kernel,
-            strides=spec.stride,
-            name=f"{spec.name}_{classes}",
-            kernel_initializer=keras.initializers.RandomNormal(0.0, 0.01),
-            bias_initializer="zeros",
-        )(x)
+    outputs = {spec.name: base.get_layer(spec.name).output for spec in heads(arch) if spec.name in head_classes}
     return keras.Model(base.input, outputs, name=f"{arch}_student")
 
 
@@ -168,16 +161,23 @@ def standard_heads(model) -> bool:
     )
 
 
-def export_weights(model, arch: str, path: str | os.PathLike, source: str) -> Path:
-    """Write ``model``'s parameters: the package's ``.weights.h5`` format (standard heads) or Keras weights."""
+def both_heads(model) -> bool:
+    """Whether ``model`` has both heads, of any sizes (exportable as a package weights file)."""
+    return set(model.output.keys()) == set(HEAD_NAMES)
+
+
+def export_weights(
+    model, arch: str, path: str | os.PathLike, source: str, categories: Mapping[str, Sequence[str]] | None = None
+) -> Path:
+    """Write ``model``'s parameters: the package's ``.weights.h5`` format when it has both heads (their sizes and
+    ``categories``, the teachers' names, recorded; ``SoundNet.from_pretrained`` loads it), else Keras weights."""
     path = Path(path)
-    if standard_heads(model):
-        params = get_params(model)
-        expected = {spec.name for spec in layer_table(arch)} | {
-            f"{spec.name}_bn" for spec in layer_table(arch) if getattr(spec, "batchnorm", False)
-        }
-        params = {k: v for k, v in params.items() if k in expected}
-        return save_weights(path, WeightsFile(arch, params, source=source))
+    if both_heads(model):
+        sizes = custom_head_classes(arch, {h: int(model.output[h].shape[-1]) for h in HEAD_NAMES})
+        expected = keras_shapes(arch, sizes)
+        params = {k: v for k, v in get_params(model).items() if k in expected}
+        names = {h: list(v) for h, v in (categories or {}).items() if h in HEAD_NAMES}
+        return save_weights(path, WeightsFile(arch, params, source=source, categories=names, head_classes=sizes))
     model.save_weights(str(path))
     return path
 
@@ -463,12 +463,20 @@ class _StepCheckpoint:
     """Keras callback factory: numbered weights files at the end of every checkpoint interval (chief only)."""
 
     @staticmethod
-    def create(arch: str, folder: Path, steps_per_epoch: int, source: str, written: list[Path]):
+    def create(
+        arch: str,
+        folder: Path,
+        steps_per_epoch: int,
+        source: str,
+        written: list[Path],
+        categories: Mapping[str, Sequence[str]] | None = None,
+    ):
         class StepCheckpoint(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 folder.mkdir(parents=True, exist_ok=True)
                 step = (epoch + 1) * steps_per_epoch
-                written.append(export_weights(self.model, arch, folder / f"step-{step:08d}.weights.h5", source))
+                path = folder / f"step-{step:08d}.weights.h5"
+                written.append(export_weights(self.model, arch, path, source, categories))
 
         return StepCheckpoint()
 
@@ -618,13 +626,15 @@ def _training_callbacks(
     written: list[Path],
     signature: Mapping,
     say: Callable[[str], None],
+    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> list:
-    """The built-in callbacks: crash-safe backups, numbered checkpoints and, when wanted, TensorBoard logs."""
+    """The built-in callbacks: crash-safe backups, numbered checkpoints (with ``categories``, the teachers' names)
+    and, when wanted, TensorBoard logs."""
     output = workspace.output
     checkpoint_dir = output / "checkpoints" if workspace.chief else Path(tempfile.mkdtemp(prefix="soundnet-worker-"))
     cbs = [
         _BackupCallback.create(workspace.backup_dir, signature),
-        _StepCheckpoint.create(config.arch, checkpoint_dir, every, source, written),
+        _StepCheckpoint.create(config.arch, checkpoint_dir, every, source, written, categories),
     ]
     if _tensorboard_wanted(config.tensorboard, say):
         logs = output / "logs" if workspace.chief else output / "logs" / f"worker-{workspace.worker}"
@@ -632,14 +642,31 @@ def _training_callbacks(
     return cbs
 
 
+def _say_unnamed(head_classes: Mapping[str, int], categories: Mapping[str, Sequence[str]], say) -> None:
+    """Say which heads' teachers gave no category names, and what the weights call their classes instead."""
+    for head, classes in head_classes.items():
+        if head not in categories:
+            generic = generic_names(head, classes)
+            say(
+                f"note: the {head} teacher's category names are unknown (shards made without them; give a model "
+                f"file teacher labels=FILE): the weights name its {classes} classes {generic[0]} ... {generic[-1]}"
+            )
+
+
 def _export_final(
-    model, config: TrainConfig, workspace: _Workspace, source: str, say: Callable[[str], None]
+    model,
+    config: TrainConfig,
+    workspace: _Workspace,
+    source: str,
+    say: Callable[[str], None],
+    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> Path | None:
-    """Write the final weights (chief only) and return their path, or None on other workers."""
+    """Write the final weights (chief only) with ``categories`` (the teachers' names) and return their path, or None
+    on other workers."""
     if not workspace.chief:
         return None
-    name = "final.weights.h5" if standard_heads(model) else "final_keras.weights.h5"
-    weights_path = export_weights(model, config.arch, workspace.output / name, source)
+    name = "final.weights.h5" if both_heads(model) else "final_keras.weights.h5"
+    weights_path = export_weights(model, config.arch, workspace.output / name, source, categories)
     say(f"wrote {weights_path}")
     return weights_path
 
@@ -675,6 +702,7 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
             skip_batches=start_epoch * every,
         )
         say(_run_summary(config, info, crop_steps, replicas, batch_size, lr))
+        _say_unnamed(info.heads, info.categories, say)
         with strategy.scope():
             model = build_student(config.arch, info.heads, init=config.init)
             compile_student(model, learning_rate=lr, beta_1=config.beta_1, loss_lambda=config.loss_lambda)
@@ -682,7 +710,7 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
                 restore_backup(model, backup, workspace.backup_dir)
         source = f"soundnet-train on {config.shards}"
         written: list[Path] = []
-        cbs = _training_callbacks(config, workspace, every, source, written, signature, say)
+        cbs = _training_callbacks(config, workspace, every, source, written, signature, say, info.categories)
         cbs.extend(callbacks)
         try:
             history = model.fit(
@@ -696,7 +724,7 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
             )
         except tf.errors.DataLossError as exc:  # a shard record fails its CRC: name the shard
             raise damaged_shard_error(config.shards, exc) from None
-        weights_path = _export_final(model, config, workspace, source, say)
+        weights_path = _export_final(model, config, workspace, source, say, info.categories)
         return TrainResult(model, epochs * every, dict(history.history), weights_path, written, lr, replicas)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
