@@ -63,6 +63,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="write TensorBoard logs (default: when the tensorboard package is installed)",
     )
     board.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    parser.add_argument(
+        "--adam-epsilon", type=float, default=1e-8, help="Adam epsilon (default 1e-8, Torch's; Keras' is 1e-7)"
+    )
+    val = parser.add_mutually_exclusive_group()
+    val.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="hold out this fraction of the videos (chosen by --seed) and log their KL as val_loss each interval",
+    )
+    val.add_argument("--val-shards", metavar="DIR", help="validate on this shard folder instead (val_loss)")
+    parser.add_argument(
+        "--lr-schedule",
+        default="constant",
+        choices=("constant", "cosine"),
+        help="constant, or cosine decay to 0 at the last step (default constant)",
+    )
+    parser.add_argument(
+        "--warmup-steps", type=int, default=0, help="linear learning-rate warmup over these steps (default 0)"
+    )
+    parser.add_argument(
+        "--keep-checkpoints", type=int, default=0, metavar="N", help="keep the newest N numbered checkpoints (0: all)"
+    )
+    parser.add_argument(
+        "--best-only", action="store_true", help="write a numbered checkpoint only when val_loss improves"
+    )
+    parser.add_argument(
+        "--early-stopping",
+        type=int,
+        default=0,
+        metavar="PATIENCE",
+        help="stop after PATIENCE checkpoint intervals without a better val_loss (default 0: never)",
+    )
+    parser.add_argument(
+        "--backup-every",
+        type=int,
+        metavar="STEPS",
+        help="steps between crash-safe backups, a multiple of --checkpoint-every (default: every checkpoint)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -96,10 +136,20 @@ def main(argv: list[str] | None = None) -> int:
             shuffle_buffer=args.shuffle_buffer,
             tensorboard=args.tensorboard,
             verbose=0 if args.quiet else "auto",
+            adam_epsilon=args.adam_epsilon,
+            val_fraction=args.val_fraction,
+            val_shards=Path(args.val_shards) if args.val_shards else None,
+            lr_schedule=args.lr_schedule,
+            warmup_steps=args.warmup_steps,
+            keep_checkpoints=args.keep_checkpoints,
+            best_only=args.best_only,
+            early_stopping=args.early_stopping,
+            backup_every=args.backup_every,
         )
-        result = train(config, log=lambda message: print(message, file=sys.stderr))
-        losses = result.history.get("loss", [])
+        result = train(config, log=lambda message: print(message, file=sys.stderr, flush=True))
+        losses, held = result.history.get("loss", []), result.history.get("val_loss", [])
         last = f", last interval's loss {losses[-1]:.4f}" if losses else ""
+        last += f", val_loss {held[-1]:.4f}" if held else ""
         print(
             f"trained {result.steps_done} steps on {result.replicas} replica(s){last}; weights: {result.weights_path}"
         )

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,6 +309,45 @@ def crop_steps_for(manifest: Mapping, crop_seconds: float) -> int:
     return round(steps)
 
 
+@dataclass(frozen=True)
+class _VideoFilter:
+    """Which videos a dataset reads: only ``names`` (``only``) or all but ``names``."""
+
+    names: frozenset[str]
+    only: bool
+
+    def keeps(self, video: str) -> bool:
+        return (video in self.names) == self.only
+
+
+def _video_filter(manifest: Mapping, exclude: Collection[str], only: Collection[str] | None) -> _VideoFilter | None:
+    """The :class:`_VideoFilter` of ``make_dataset``'s ``exclude_videos`` / ``only_videos`` (None: every video)."""
+    if only is not None and exclude:
+        raise ConfigError("give exclude_videos or only_videos, not both")
+    if only is not None:
+        return _VideoFilter(frozenset(only), True)
+    return _VideoFilter(frozenset(exclude), False) if exclude else None
+
+
+def held_out_videos(manifest: Mapping, fraction: float, *, seed: int, crop_steps: int) -> list[str]:
+    """The videos held out for validation: ``round(fraction × n)`` (at least 1) of the ``n`` videos long enough for
+    a crop, drawn by a NumPy generator seeded with ``seed`` from their sorted names, so the split depends only on
+    the manifest, the fraction and the seed (not on the shard order, the replicas or the machine)."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"the validation fraction must be between 0 and 1 (exclusive), got {fraction!r}")
+    usable = sorted(
+        name for name, v in manifest["videos"].items() if v["status"] == "done" and v["steps"] >= crop_steps
+    )
+    count = max(1, round(fraction * len(usable)))
+    if count >= len(usable):
+        raise ConfigError(
+            f"a validation fraction of {fraction:g} holds out {count} of the {len(usable)} videos long enough for a "
+            "crop, leaving none to train on; use a smaller fraction or separate validation shards"
+        )
+    order = np.random.default_rng(seed).permutation(len(usable))
+    return sorted(usable[i] for i in order[:count])
+
+
 def make_dataset(
     shard_dir: str | os.PathLike,
     *,
@@ -321,6 +360,8 @@ def make_dataset(
     training: bool = True,
     skip_batches: int = 0,
     cycle_length: int = 4,
+    exclude_videos: Collection[str] = (),
+    only_videos: Collection[str] | None = None,
 ):
     """The training (or evaluation) ``tf.data.Dataset`` of (audio crops, {head: aligned teacher}) batches.
 
@@ -329,7 +370,8 @@ def make_dataset(
     ``(seed, record position)``, so the whole stream is a deterministic function of ``seed``. ``skip_batches``
     drops the first batches before any decoding (used to resume an interrupted run exactly). Evaluation
     (``training=False``): one pass, in order, first crop of each record. Records shorter than the crop are
-    skipped. Returns ``(dataset, DatasetInfo)``.
+    skipped. ``exclude_videos`` / ``only_videos`` leave out / keep only the records of those videos (the training
+    and validation parts of :func:`held_out_videos`). Returns ``(dataset, DatasetInfo)``.
 
     Every shard's record headers are checked first (:func:`check_shard`): a missing or truncated shard is a
     :class:`ShardError` naming it. A record whose data is corrupted raises ``tf.errors.DataLossError`` when it is
@@ -347,8 +389,9 @@ def make_dataset(
     for entry in read:
         check_shard(Path(shard_dir) / entry["file"], int(entry["examples"]))
     files = [str(Path(shard_dir) / s["file"]) for s in read]
-    info = _dataset_info(manifest, shard_dir, head_classes, crop_steps, step_samples, alignment)
-    long_enough, decode = _record_functions(info, step_samples, seed=seed, training=training)
+    chosen = _video_filter(manifest, exclude_videos, only_videos)
+    info = _dataset_info(manifest, shard_dir, head_classes, crop_steps, step_samples, alignment, chosen)
+    long_enough, decode = _record_functions(info, step_samples, seed=seed, training=training, chosen=chosen)
     ds = _record_stream(
         files, long_enough, training=training, seed=seed, shuffle_buffer=shuffle_buffer, cycle_length=cycle_length
     )
@@ -378,9 +421,10 @@ def _dataset_info(
     crop_steps: int,
     step_samples: int,
     alignment: np.ndarray,
+    chosen: _VideoFilter | None = None,
 ) -> DatasetInfo:
     """The :class:`DatasetInfo` of a crop setting; an error when no video is long enough for one crop."""
-    videos = manifest["videos"].values()
+    videos = [v for name, v in manifest["videos"].items() if chosen is None or chosen.keeps(name)]
     total = sum(1 for v in videos if v["status"] == "done")
     usable = sum(1 for v in videos if v["status"] == "done" and v["steps"] >= crop_steps)
     info = DatasetInfo(
@@ -402,18 +446,33 @@ def _dataset_info(
     return info
 
 
-def _record_functions(info: DatasetInfo, step_samples: int, *, seed: int, training: bool) -> tuple[Callable, Callable]:
-    """``(long_enough(record), decode(index, record))``: the filter and the crop decoder of the record stream."""
+def _record_functions(
+    info: DatasetInfo, step_samples: int, *, seed: int, training: bool, chosen: _VideoFilter | None = None
+) -> tuple[Callable, Callable]:
+    """``(long_enough(record), decode(index, record))``: the filter (long enough for a crop, and a video ``chosen``)
+    and the crop decoder of the record stream."""
     import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
     scalar = {"num_steps": tf.io.FixedLenFeature([], tf.int64)}
+    if chosen is not None:
+        scalar["video"] = tf.io.FixedLenFeature([], tf.string)
+        # the names as sorted 63-bit keyed hashes: a record is looked up in O(log n) with plain tensors (no lookup
+        # table resource, which tf.distribute's dataset rewriting may not clone); a collision is ~n²/2⁶³ unlikely
+        keys = tf.sort(_name_hashes(tf.constant(sorted(chosen.names), tf.string, shape=[len(chosen.names)])))
+        padded = tf.concat([keys, tf.constant([-1], tf.int64)], 0)  # hashes are >= 0: -1 matches nothing
     full = {**scalar, "audio": tf.io.FixedLenFeature([], tf.string)}
     full.update({h: tf.io.FixedLenFeature([], tf.string) for h in info.heads})
     align = tf.constant(info.alignment)
     crop_steps, crop_samples = info.crop_steps, info.crop_samples
 
     def long_enough(record):
-        return tf.io.parse_single_example(record, scalar)["num_steps"] >= crop_steps
+        ex = tf.io.parse_single_example(record, scalar)
+        ok = ex["num_steps"] >= crop_steps
+        if chosen is None:
+            return ok
+        key = _name_hashes(tf.reshape(ex["video"], [1]))
+        listed = tf.reduce_all(tf.gather(padded, tf.searchsorted(keys, key)) == key)
+        return tf.logical_and(ok, listed if chosen.only else tf.logical_not(listed))
 
     def decode(index, record):
         ex = tf.io.parse_single_example(record, full)
@@ -431,6 +490,13 @@ def _record_functions(info: DatasetInfo, step_samples: int, *, seed: int, traini
     return long_enough, decode
 
 
+def _name_hashes(names):
+    """A keyed 63-bit hash of each video name (``tf.strings.to_hash_bucket_strong``), to find names in a sorted set."""
+    import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
+
+    return tf.strings.to_hash_bucket_strong(names, 2**63 - 1, key=[0x50554E44, 0x534F554E])
+
+
 def _crop_start(num_steps, index, crop_steps: int, *, seed: int, training: bool):
     """First teacher window of a record's crop: random (stateless, from ``(seed, index)``) in training, else 0."""
     import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
@@ -446,6 +512,10 @@ def _crop_start(num_steps, index, crop_steps: int, *, seed: int, training: bool)
     )
 
 
+_FOREVER = 2**62
+"""Passes over the shard files in training: endless in practice."""
+
+
 def _record_stream(
     files: list[str], long_enough: Callable, *, training: bool, seed: int, shuffle_buffer: int, cycle_length: int
 ):
@@ -455,15 +525,24 @@ def _record_stream(
 
     if not training:
         return tf.data.TFRecordDataset(files).filter(long_enough)
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    names = tf.constant(files)
+
+    def pass_over_files(repetition):
+        # the file order of each pass over the shards is a stateless function of (seed, pass): every iterator of
+        # this dataset (Keras and tf.distribute make their own) sees the same stream, whatever the replicas
+        keys = tf.random.stateless_uniform([len(files)], seed=tf.stack([tf.constant(seed, tf.int64), repetition]))
+        return tf.data.Dataset.from_tensor_slices(tf.gather(names, tf.argsort(keys)))
+
+    ds = tf.data.Dataset.range(_FOREVER).flat_map(pass_over_files)
     ds = ds.interleave(
         tf.data.TFRecordDataset,
         cycle_length=max(1, min(cycle_length, len(files))),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    return ds.filter(long_enough).shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    # one infinite pass: reshuffle_each_iteration=False makes a new iterator repeat the same order (True would
+    # draw a new order for each iterator, so a distributed run would see other batches than a single device)
+    return ds.filter(long_enough).shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=False)
 
 
 def _deterministic_options():

@@ -18,10 +18,25 @@
   (``checkpoints/step-NNNNNNNN.weights.h5``, the package's weights format when the student has both heads, of any
   sizes, with the teachers' category names: loadable with ``SoundNet.from_pretrained``) and a crash-safe backup of
   weights and optimizer state is written (``backup/epoch-NNNNNNNN.weights.h5`` and ``.json``; see
-  :func:`write_backup`). A killed run started again with the same arguments restores the newest intact backup and
-  skips the batches already consumed, so (with ``deterministic=True``) it ends with the same weights as an
-  uninterrupted run.
-* **Logs**: TensorBoard scalars in ``logs/`` and Keras' progress bar.
+  :func:`write_backup`). A killed run started again with
+  the same arguments restores the newest intact backup and skips the batches already consumed, so (with
+  ``deterministic=True``) it ends with the same weights as an uninterrupted run.
+* **Data order**: the training stream is a function of ``seed`` alone (stateless per-pass shard order, a record
+  shuffle that does not reshuffle per iterator), so 1 and N replicas see the same global batches, split across the
+  replicas: with one seed, their step-1 losses are equal to float tolerance.
+* **Optimizer**: Adam with Torch's epsilon 1e-8 (the original's ``optim.adam``; Keras' default is 1e-7).
+  ``lr_schedule`` ``constant`` or ``cosine`` (to 0 at the last step), after ``warmup_steps`` of linear warmup
+  (:class:`WarmupSchedule`, driven by the optimizer's step count, which a backup restores).
+* **Validation**: ``val_fraction`` holds out that fraction of the shards' videos (chosen by ``seed``), or
+  ``val_shards`` names another shard folder; the held-out KL (first crop of each video, the training loss's units)
+  is ``val_loss`` in the logs, History and TensorBoard after every checkpoint interval. ``best_only`` writes a
+  numbered checkpoint only when ``val_loss`` improves (``checkpoints/best.json`` records it, and a resumed run reads
+  it); ``early_stopping`` stops after that many intervals without improvement (its patience counter starts afresh
+  when a run is resumed). ``keep_checkpoints`` keeps the newest N numbered checkpoints.
+* **Backups** every ``backup_every`` steps, a multiple of ``checkpoint_every``: a run resumes at the start of a
+  checkpoint interval (it skips whole intervals of batches), so backups between interval ends are not offered.
+* **Logs**: TensorBoard scalars in ``logs/``, Keras' progress bar, and one line per interval (loss, val_loss,
+  learning rate, clips/s of the training steps alone).
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +57,19 @@ import tensorflow as tf
 
 from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, check_head_classes, heads, layer_table
 from ..errors import ConfigError
-from ..files import sha256_file
+from ..files import sha256_file, write_text_atomic
 from ..network import build_network, get_params, set_params
 from ..pretrained import resolve
 from ..validation import check_positive
 from ..weights import WeightsFile, custom_head_classes, generic_names, keras_shapes, load_weights, save_weights
-from .data import DatasetInfo, crop_steps_for, damaged_shard_error, make_dataset, read_manifest
+from .data import (
+    DatasetInfo,
+    crop_steps_for,
+    damaged_shard_error,
+    held_out_videos,
+    make_dataset,
+    read_manifest,
+)
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -73,13 +96,47 @@ def worker_info() -> tuple[str, int, bool]:
     return kind, index, chief
 
 
+def _device_key(name: str) -> tuple[str, int] | None:
+    """``(TYPE, index)`` of a device name (``/cpu:0``, ``GPU:1``, ``/job:localhost/device:GPU:0``); None when it
+    cannot be parsed."""
+    try:
+        spec = tf.DeviceSpec.from_string(name if name.startswith("/") else "/" + name)
+    except (ValueError, TypeError):
+        return None
+    if spec.device_type is None:
+        return None
+    return spec.device_type.upper(), spec.device_index or 0
+
+
+def check_devices(devices: Sequence[str]) -> list[str]:
+    """``devices`` if each one exists on this machine (TensorFlow's logical devices) and none is named twice; else
+    a one-line :class:`ConfigError` naming the missing devices and listing the available ones.
+
+    Called before a ``MirroredStrategy`` is built: given a device that does not exist, it waits forever for it.
+    """
+    available = [d.name for d in tf.config.list_logical_devices()]
+    known = {_device_key(name) for name in available}
+    keys = [_device_key(str(d)) for d in devices]
+    missing = [str(d) for d, key in zip(devices, keys, strict=True) if key is None or key not in known]
+    if missing:
+        listed = ", ".join(f"/{t.lower()}:{i}" for t, i in sorted(k for k in known if k is not None))
+        raise ConfigError(f"device(s) {', '.join(missing)} not found on this machine; available: {listed or 'none'}")
+    repeated = sorted({str(d) for d, key in zip(devices, keys, strict=True) if keys.count(key) > 1})
+    if repeated:
+        raise ConfigError(f"devices must be distinct, but {', '.join(repeated)} name(s) the same device twice")
+    return [str(d) for d in devices]
+
+
 def make_strategy(kind: str = "default", devices: Sequence[str] | None = None):
     """A ``tf.distribute`` strategy: ``default`` (one device), ``mirrored`` (``devices`` or all GPUs, else the
-    CPU), ``multiworker`` (``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``)."""
+    CPU), ``multiworker`` (``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``). ``devices`` are checked
+    first (:func:`check_devices`): a missing one is a :class:`ConfigError`, not a hang."""
     if kind == "default":
+        if devices:
+            raise ConfigError(f"devices {list(devices)} need the mirrored strategy; the default strategy uses one")
         return tf.distribute.get_strategy()
     if kind == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+        return tf.distribute.MirroredStrategy(devices=check_devices(devices) if devices else None)
     if kind == "multiworker":
         if devices:
             raise ConfigError("devices cannot be chosen for the multiworker strategy; TF_CONFIG describes the cluster")
@@ -141,15 +198,25 @@ def build_student(
     return keras.Model(base.input, outputs, name=f"{arch}_student")
 
 
+ADAM_EPSILON = 1e-8
+"""Adam's epsilon: Torch's ``optim.adam`` default, which the original used (Keras' default is 1e-7)."""
+
+
 def compile_student(
-    model, *, learning_rate: float = 1e-3, beta_1: float = 0.9, loss_lambda: float = LOSS_LAMBDA, optimizer=None
+    model,
+    *,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+    beta_1: float = 0.9,
+    loss_lambda: float = LOSS_LAMBDA,
+    epsilon: float = ADAM_EPSILON,
+    optimizer=None,
 ) -> None:
-    """Compile with Adam (the original's lr 0.001, β1 0.9; or ``optimizer``) and one :class:`TeacherKLDivergence`
-    per head."""
+    """Compile with Adam (the original's lr 0.001, β1 0.9 and Torch's epsilon 1e-8; or ``optimizer``) and one
+    :class:`TeacherKLDivergence` per head. ``learning_rate`` may be a schedule (:class:`WarmupSchedule`)."""
     names = list(model.output.keys()) if isinstance(model.output, dict) else list(model.output_names)
     weight = head_weight(len(names), loss_lambda)
     model.compile(
-        optimizer=optimizer or keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1),
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, epsilon=epsilon),
         loss={name: TeacherKLDivergence(weight, name=f"{name}_kl") for name in names},
     )
 
@@ -182,6 +249,56 @@ def export_weights(
     return path
 
 
+# ------------------------------------------------------------------------------------------- learning rate
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@keras.saving.register_keras_serializable(package="soundnet_keras")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup to ``peak`` over ``warmup_steps`` steps, then ``constant`` or ``cosine`` decay to 0 at
+    ``total_steps``.
+
+    Step ``s`` (0-based, the optimizer's iteration count, restored with a backup) gets ``peak × (s + 1) / warmup``
+    during the warmup (the first step is not wasted at lr 0), then ``peak`` (constant) or
+    ``peak × ½ (1 + cos(π (s − warmup) / (total − warmup)))`` (cosine).
+    """
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, kind: str = "constant") -> None:
+        if kind not in LR_SCHEDULES:
+            raise ConfigError(f"unknown learning-rate schedule {kind!r}: expected one of {', '.join(LR_SCHEDULES)}")
+        if not 0 <= int(warmup_steps) < int(total_steps):
+            raise ConfigError(
+                f"warmup_steps must be at least 0 and fewer than the {int(total_steps)} training steps, "
+                f"got {warmup_steps!r}"
+            )
+        self.peak, self.total_steps, self.warmup_steps, self.kind = (
+            float(peak),
+            int(total_steps),
+            int(warmup_steps),
+            kind,
+        )
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        peak = tf.constant(self.peak, tf.float32)
+        if self.kind == "cosine":
+            progress = (step - self.warmup_steps) / float(self.total_steps - self.warmup_steps)
+            after = peak * 0.5 * (1.0 + tf.cos(math.pi * tf.clip_by_value(progress, 0.0, 1.0)))
+        else:
+            after = peak
+        if not self.warmup_steps:
+            return after
+        return tf.where(step < self.warmup_steps, peak * (step + 1.0) / self.warmup_steps, after)
+
+    def get_config(self) -> dict:
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "kind": self.kind,
+        }
+
+
 # -------------------------------------------------------------------------------------------------- training
 @dataclass
 class TrainConfig:
@@ -210,6 +327,23 @@ class TrainConfig:
     """TensorBoard logs in ``output_dir/logs``: True (error when the ``tensorboard`` package is absent), False, or
     None (when it is installed)."""
     verbose: int | str = "auto"
+    adam_epsilon: float = ADAM_EPSILON
+    val_fraction: float = 0.0
+    """Fraction of the shards' videos held out for validation (:func:`~.data.held_out_videos`, chosen by ``seed``);
+    0: none (unless ``val_shards``)."""
+    val_shards: Path | None = None
+    """A separate shard folder to validate on (instead of ``val_fraction``)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``cosine`` (to 0 at the last step); both after ``warmup_steps`` of linear warmup."""
+    warmup_steps: int = 0
+    keep_checkpoints: int = 0
+    """Numbered checkpoints kept: the newest N (older ones deleted); 0 keeps all."""
+    best_only: bool = False
+    """Write a numbered checkpoint only when ``val_loss`` is the best so far (needs validation)."""
+    early_stopping: int = 0
+    """Stop when ``val_loss`` has not improved for this many checkpoint intervals (0: never; needs validation)."""
+    backup_every: int | None = None
+    """Steps between crash-safe backups: a multiple of ``checkpoint_every`` (None: every checkpoint interval)."""
 
 
 @dataclass
@@ -223,6 +357,8 @@ class TrainResult:
     checkpoints: list[Path]
     learning_rate: float
     replicas: int
+    held_out: list[str] | None = None
+    """The training shards' videos held out for validation (``val_fraction``), or None."""
 
 
 # ---------------------------------------------------------------------------------------------------- backups
@@ -260,9 +396,13 @@ def backup_files(folder: Path, epoch: int) -> tuple[Path, Path]:
     return folder / f"{stem}.weights.h5", folder / f"{stem}.json"
 
 
-def run_signature(arch: str, batch_size: int, every: int) -> dict:
-    """The arguments a backup is only valid for (they decide the model and which batches an epoch consumed)."""
-    return {"arch": arch, "batch_size": int(batch_size), "checkpoint_every": int(every)}
+def run_signature(arch: str, batch_size: int, every: int, val_fraction: float = 0.0) -> dict:
+    """The arguments a backup is only valid for (they decide the model and which batches an epoch consumed; a
+    validation fraction removes videos from the training stream)."""
+    signature = {"arch": arch, "batch_size": int(batch_size), "checkpoint_every": int(every)}
+    if val_fraction:
+        signature["val_fraction"] = float(val_fraction)
+    return signature
 
 
 def _fsync(path: Path) -> None:
@@ -459,40 +599,144 @@ def _tensorboard_wanted(setting: bool | None, say: Callable[[str], None]) -> boo
     return installed if setting is None else setting
 
 
-class _StepCheckpoint:
-    """Keras callback factory: numbered weights files at the end of every checkpoint interval (chief only)."""
+_CHECKPOINT = re.compile(r"^step-(\d{8})\.weights\.h5$")
+BEST_RECORD = "best.json"
+"""In the checkpoint folder with ``best_only``: the step and ``val_loss`` of the best checkpoint (read on resume)."""
 
-    @staticmethod
-    def create(
+
+def prune_checkpoints(folder: Path, keep: int) -> list[Path]:
+    """Delete the numbered checkpoints (``step-NNNNNNNN.weights.h5``) of ``folder`` but the newest ``keep`` (0:
+    keep all); returns the deleted files. Other files (final weights, ``best.json``) are never touched."""
+    if keep <= 0 or not folder.is_dir():
+        return []
+    numbered = sorted((int(m.group(1)), path) for path in folder.iterdir() if (m := _CHECKPOINT.match(path.name)))
+    doomed = [path for _, path in numbered[:-keep]]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
+def _best_so_far(folder: Path) -> float:
+    """The best ``val_loss`` a ``best_only`` run in ``folder`` has checkpointed (inf when none or unreadable)."""
+    try:
+        return float(json.loads((folder / BEST_RECORD).read_text(encoding="utf-8"))["val_loss"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return math.inf
+
+
+class _StepCheckpoint(keras.callbacks.Callback):
+    """Numbered weights files at the end of checkpoint intervals: every one, or (``best_only``) those whose
+    ``val_loss`` is the best so far; only the newest ``keep`` are kept (0: all)."""
+
+    def __init__(
+        self,
         arch: str,
         folder: Path,
         steps_per_epoch: int,
         source: str,
         written: list[Path],
+        *,
+        keep: int = 0,
+        best_only: bool = False,
+        resumed: bool = False,
         categories: Mapping[str, Sequence[str]] | None = None,
-    ):
-        class StepCheckpoint(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                folder.mkdir(parents=True, exist_ok=True)
-                step = (epoch + 1) * steps_per_epoch
-                path = folder / f"step-{step:08d}.weights.h5"
-                written.append(export_weights(self.model, arch, path, source, categories))
+    ) -> None:
+        super().__init__()
+        self.arch, self.folder, self.every, self.source, self.written = arch, folder, steps_per_epoch, source, written
+        self.keep, self.best_only, self.categories = keep, best_only, categories
+        self.best = _best_so_far(folder) if best_only and resumed else math.inf  # a fresh run ignores old records
 
-        return StepCheckpoint()
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.every
+        if self.best_only:
+            value = (logs or {}).get("val_loss")
+            if value is None or not float(value) < self.best:
+                return
+            self.best = float(value)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"step-{step:08d}.weights.h5"
+        path = export_weights(self.model, self.arch, path, self.source, self.categories)
+        self.written.append(path)
+        if self.best_only:
+            record = json.dumps({"step": step, "val_loss": self.best, "weights": path.name})
+            write_text_atomic(self.folder / BEST_RECORD, record)
+        for gone in prune_checkpoints(self.folder, self.keep):
+            if gone in self.written:
+                self.written.remove(gone)
 
 
-class _BackupCallback:
-    """Keras callback factory: a crash-safe backup (:func:`write_backup`) at the end of every checkpoint interval."""
+class _CrashSafeBackup(keras.callbacks.Callback):
+    """A crash-safe backup (:func:`write_backup`) after every ``stride``-th checkpoint interval and the last one."""
 
-    @staticmethod
-    def create(folder: Path, signature: Mapping):
-        import keras
+    def __init__(self, folder: Path, signature: Mapping, *, stride: int = 1, epochs: int | None = None) -> None:
+        super().__init__()
+        self.folder, self.signature, self.stride, self.epochs = folder, signature, stride, epochs
 
-        class CrashSafeBackup(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                write_backup(self.model, folder, epoch + 1, signature)
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done % self.stride == 0 or done == self.epochs or self.model.stop_training:
+            write_backup(self.model, self.folder, done, self.signature)
 
-        return CrashSafeBackup()
+
+class _HeldOutKL(keras.callbacks.Callback):
+    """Adds ``val_loss`` to each interval's logs: the compiled loss (KL × λ, summed over the heads) averaged over
+    every held-out example, first crop of each video.
+
+    Computed here, on the model's own variables in one pass, rather than by ``fit(validation_data=...)``: Keras
+    distributes validation batches over the replicas, and a last batch smaller than the number of replicas leaves
+    a replica an empty batch, which BatchNormalization's inference rejects; dropping it would drop videos.
+    """
+
+    def __init__(self, dataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self._batch = None
+
+    def _batch_sum(self):
+        model, losses = self.model, self.model.loss
+
+        @tf.function(reduce_retracing=True)
+        def batch_sum(audio, targets):
+            logits = model(audio, training=False)
+            per_example = tf.add_n([losses[head].call(targets[head], logits[head]) for head in targets])
+            return tf.reduce_sum(tf.cast(per_example, tf.float64)), tf.shape(audio)[0]
+
+        return batch_sum
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        self._batch = self._batch or self._batch_sum()
+        total, count = 0.0, 0
+        for audio, targets in self.dataset:
+            value, size = self._batch(audio, targets)
+            total, count = total + float(value), count + int(size)
+        logs["val_loss"] = total / max(count, 1)
+
+
+class _Progress(keras.callbacks.Callback):
+    """Adds ``clips_per_second`` (training steps only: validation and file writing excluded) and ``learning_rate``
+    to each interval's logs (so History and TensorBoard have them) and says one line per interval."""
+
+    def __init__(self, every: int, batch_size: int, total_steps: int, say: Callable[[str], None]) -> None:
+        super().__init__()
+        self.every, self.batch_size, self.total_steps, self.say = every, batch_size, total_steps, say
+        self.started = self.trained = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.trained = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        seconds = max(self.trained - self.started, 1e-9)
+        logs["clips_per_second"] = self.every * self.batch_size / seconds
+        logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        shown = ", ".join(f"{k} {float(logs[k]):.4g}" for k in ("loss", "val_loss", "learning_rate") if k in logs)
+        self.say(f"step {(epoch + 1) * self.every}/{self.total_steps}: {shown}, {logs['clips_per_second']:.1f} clips/s")
 
 
 @dataclass(frozen=True)
@@ -505,16 +749,59 @@ class _Workspace:
     chief: bool
 
 
-def _checked_settings(config: TrainConfig) -> tuple[int, int, int, int]:
-    """``(steps, batch_size, checkpoint_every, crop_steps)`` of ``config``, checked before anything is built."""
+@dataclass(frozen=True)
+class _Plan:
+    """The checked numbers of a run: steps, global batch, checkpoint interval, crop, intervals and backup stride."""
+
+    steps: int
+    batch_size: int
+    every: int
+    crop_steps: int
+    epochs: int
+    backup_stride: int
+    manifest: dict
+
+
+def _checked_settings(config: TrainConfig, say: Callable[[str], None]) -> _Plan:
+    """The :class:`_Plan` of ``config``, every option checked before anything is built."""
     steps = check_positive(config.steps, "steps", integer=True)
     batch_size = check_positive(config.batch_size, "batch_size", integer=True)
     every = check_positive(min(config.checkpoint_every, steps), "checkpoint_every", integer=True)
     if not config.learning_rate > 0:
         raise ConfigError(f"learning_rate must be positive, got {config.learning_rate!r}")
+    if not config.adam_epsilon > 0:
+        raise ConfigError(f"adam_epsilon must be positive, got {config.adam_epsilon!r}")
+    for name in ("keep_checkpoints", "early_stopping", "warmup_steps"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(
+            f"unknown learning-rate schedule {config.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}"
+        )
+    if config.val_fraction and config.val_shards is not None:
+        raise ConfigError("give a validation fraction or validation shards, not both")
+    if not 0 <= config.val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {config.val_fraction!r}")
+    validating = bool(config.val_fraction) or config.val_shards is not None
+    for name in ("best_only", "early_stopping"):
+        if getattr(config, name) and not validating:
+            raise ConfigError(f"{name} watches val_loss: it needs validation (val_fraction or val_shards)")
     layer_table(config.arch)
     manifest = read_manifest(config.shards)
-    return steps, batch_size, every, crop_steps_for(manifest, config.crop_seconds)
+    epochs = _epochs(steps, every, say)
+    stride = 1
+    if config.backup_every is not None:
+        backup_every = check_positive(config.backup_every, "backup_every", integer=True)
+        if backup_every % every:
+            raise ConfigError(
+                f"backup_every must be a multiple of checkpoint_every ({every}): a run resumes at the start of a "
+                f"checkpoint interval; got {backup_every}"
+            )
+        stride = backup_every // every
+    if config.warmup_steps >= epochs * every:
+        raise ConfigError(f"warmup_steps must be fewer than the {epochs * every} steps, got {config.warmup_steps}")
+    return _Plan(steps, batch_size, every, crop_steps_for(manifest, config.crop_seconds), epochs, stride, manifest)
 
 
 def _seed_everything(config: TrainConfig) -> None:
@@ -621,20 +908,37 @@ def _run_summary(
 def _training_callbacks(
     config: TrainConfig,
     workspace: _Workspace,
-    every: int,
+    plan: _Plan,
+    validation,
+    resumed: bool,
     source: str,
     written: list[Path],
     signature: Mapping,
     say: Callable[[str], None],
     categories: Mapping[str, Sequence[str]] | None = None,
 ) -> list:
-    """The built-in callbacks: crash-safe backups, numbered checkpoints (with ``categories``, the teachers' names)
+    """The built-in callbacks, in order: held-out KL (with a ``validation`` dataset), progress (clips/s, learning
+    rate), early stopping, crash-safe backups, numbered checkpoints (carrying ``categories``, the teachers' names)
     and, when wanted, TensorBoard logs."""
-    output = workspace.output
+    output, every = workspace.output, plan.every
     checkpoint_dir = output / "checkpoints" if workspace.chief else Path(tempfile.mkdtemp(prefix="soundnet-worker-"))
-    cbs = [
-        _BackupCallback.create(workspace.backup_dir, signature),
-        _StepCheckpoint.create(config.arch, checkpoint_dir, every, source, written, categories),
+    cbs: list = [_HeldOutKL(validation)] if validation is not None else []
+    cbs.append(_Progress(every, plan.batch_size, plan.epochs * every, say))
+    if config.early_stopping:  # before the backup, which is then written at the interval the run stops after
+        cbs.append(keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping, verbose=0))
+    cbs += [
+        _CrashSafeBackup(workspace.backup_dir, signature, stride=plan.backup_stride, epochs=plan.epochs),
+        _StepCheckpoint(
+            config.arch,
+            checkpoint_dir,
+            every,
+            source,
+            written,
+            keep=config.keep_checkpoints,
+            best_only=config.best_only,
+            resumed=resumed,
+            categories=categories,
+        ),
     ]
     if _tensorboard_wanted(config.tensorboard, say):
         logs = output / "logs" if workspace.chief else output / "logs" / f"worker-{workspace.worker}"
@@ -671,6 +975,35 @@ def _export_final(
     return weights_path
 
 
+def _datasets(config: TrainConfig, plan: _Plan, start_epoch: int, say: Callable[[str], None]):
+    """``(training dataset, its DatasetInfo, validation dataset or None, held-out videos or None)``."""
+    held_out = None
+    if config.val_fraction:
+        held_out = held_out_videos(plan.manifest, config.val_fraction, seed=config.seed, crop_steps=plan.crop_steps)
+    common = {"arch": config.arch, "batch_size": plan.batch_size, "crop_steps": plan.crop_steps, "heads": config.heads}
+    dataset, info = make_dataset(
+        config.shards,
+        seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer,
+        skip_batches=start_epoch * plan.every,
+        exclude_videos=held_out or (),
+        **common,
+    )
+    validation = None
+    if held_out:
+        validation, val_info = make_dataset(config.shards, training=False, only_videos=held_out, **common)
+        say(f"validation: {val_info.usable_examples} held-out videos of {config.shards} (seed {config.seed})")
+    elif config.val_shards is not None:
+        validation, val_info = make_dataset(config.val_shards, training=False, **common)
+        if val_info.heads != info.heads:
+            raise ConfigError(
+                f"validation shards {str(config.val_shards)!r} have heads {val_info.heads}, the training shards "
+                f"{info.heads}"
+            )
+        say(f"validation: {val_info.usable_examples} videos of {config.val_shards}")
+    return dataset, info, validation, held_out
+
+
 def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: Callable[[str], None] | None = None):
     """Train a student on ``config.shards`` (see the module docstring); returns a :class:`TrainResult`.
 
@@ -678,39 +1011,39 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
     ``config.strategy`` with a ready ``tf.distribute`` strategy.
     """
     say = log or (lambda message: None)
-    steps, batch_size, every, crop_steps = _checked_settings(config)
+    plan = _checked_settings(config, say)
     previous_policy = keras.mixed_precision.global_policy()
     set_precision(config.precision)
     try:
         _seed_everything(config)
         strategy = strategy or make_strategy(config.strategy, config.devices)
-        replicas = _replicas(strategy, batch_size)
-        lr = config.learning_rate * (batch_size / REFERENCE_BATCH if config.scale_lr else 1.0)
-        epochs = _epochs(steps, every, say)
+        replicas = _replicas(strategy, plan.batch_size)
+        lr = config.learning_rate * (plan.batch_size / REFERENCE_BATCH if config.scale_lr else 1.0)
+        every, epochs = plan.every, plan.epochs
         workspace = _workspace(config.output_dir)
-        signature = run_signature(config.arch, batch_size, every)
+        signature = run_signature(config.arch, plan.batch_size, every, config.val_fraction)
         backup = _resume(workspace, strategy, signature, every, say)
         start_epoch = backup.epoch if backup else 0
-        dataset, info = make_dataset(
-            config.shards,
-            arch=config.arch,
-            batch_size=batch_size,
-            crop_steps=crop_steps,
-            heads=config.heads,
-            seed=config.seed,
-            shuffle_buffer=config.shuffle_buffer,
-            skip_batches=start_epoch * every,
-        )
-        say(_run_summary(config, info, crop_steps, replicas, batch_size, lr))
+        dataset, info, validation, held_out = _datasets(config, plan, start_epoch, say)
+        say(_run_summary(config, info, plan.crop_steps, replicas, plan.batch_size, lr))
+        schedule = WarmupSchedule(lr, epochs * every, config.warmup_steps, config.lr_schedule)
         _say_unnamed(info.heads, info.categories, say)
         with strategy.scope():
             model = build_student(config.arch, info.heads, init=config.init)
-            compile_student(model, learning_rate=lr, beta_1=config.beta_1, loss_lambda=config.loss_lambda)
+            compile_student(
+                model,
+                learning_rate=schedule if config.lr_schedule != "constant" or config.warmup_steps else lr,
+                beta_1=config.beta_1,
+                loss_lambda=config.loss_lambda,
+                epsilon=config.adam_epsilon,
+            )
             if backup:
                 restore_backup(model, backup, workspace.backup_dir)
         source = f"soundnet-train on {config.shards}"
         written: list[Path] = []
-        cbs = _training_callbacks(config, workspace, every, source, written, signature, say, info.categories)
+        cbs = _training_callbacks(
+            config, workspace, plan, validation, backup is not None, source, written, signature, say, info.categories
+        )
         cbs.extend(callbacks)
         try:
             history = model.fit(
@@ -723,8 +1056,12 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
                 shuffle=False,
             )
         except tf.errors.DataLossError as exc:  # a shard record fails its CRC: name the shard
-            raise damaged_shard_error(config.shards, exc) from None
+            error = damaged_shard_error(config.shards, exc)
+            if config.val_shards is not None and "is damaged" not in str(error):
+                error = damaged_shard_error(config.val_shards, exc)
+            raise error from None
         weights_path = _export_final(model, config, workspace, source, say, info.categories)
-        return TrainResult(model, epochs * every, dict(history.history), weights_path, written, lr, replicas)
+        done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        return TrainResult(model, done, dict(history.history), weights_path, written, lr, replicas, held_out)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
