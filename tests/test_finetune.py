@@ -76,3 +76,29 @@ def test_finetune_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["--csv", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "m.keras")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: CSV file") and "missing.csv" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_training_the_trunk_comes_after_the_head_and_keeps_batchnorm_statistics(
+    shared_dir: Path, pretrained_path: Path
+) -> None:
+    """--train-trunk: the head trains first (trunk frozen), then the trunk's convolutions move while its BatchNorm
+    statistics (learned on two million videos) stay as they were; augmentation runs along."""
+    from soundnet_keras.training.finetune import FinetuneConfig, clips_from_csv, finetune, split_clips
+    from soundnet_keras.weights import load_weights
+
+    root = shared_dir / "esc10-dev"
+    clips = clips_from_csv(root / "meta" / "esc50.csv", audio_dir=root / "audio")
+    train_idx, _ = split_clips(clips, val_fold="2")
+    config = FinetuneConfig(
+        init=str(pretrained_path), freeze_trunk=False, epochs=1, trunk_epochs=1, batch_size=8, augment=True
+    )
+    result = finetune(clips, train_idx[:16], [], config, verbose=0)
+    assert len(result.history["loss"]) == 2  # one head epoch, then one with the trunk
+    trunk = next(layer for layer in result.classifier.model.layers if isinstance(layer, keras.Model))
+    before = load_weights(pretrained_path).params
+    conv = trunk.get_layer("conv3")
+    bn = trunk.get_layer("conv3_bn")
+    assert not np.allclose(conv.get_weights()[0], before["conv3"]["kernel"])  # the trunk learned
+    moving_mean = next(v for v in bn.weights if "moving_mean" in v.path)
+    np.testing.assert_array_equal(np.asarray(moving_mean), before["conv3_bn"]["moving_mean"])

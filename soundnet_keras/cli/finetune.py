@@ -38,11 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head-stride", type=int, default=1, help="head convolution stride (default 1)")
     parser.add_argument("--aggregation", default="mean", choices=("mean", "max"), help="pooling of frame logits")
     parser.add_argument("--window-seconds", type=float, default=5.0, help="training crop length (default 5)")
-    parser.add_argument("--train-trunk", action="store_true", help="train the trunk too (default: frozen)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
-        "--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01; ~1e-4 with --train-trunk)"
+        "--train-trunk",
+        action="store_true",
+        help="after the head's epochs, train the trunk too for --trunk-epochs at --trunk-lr, BatchNorm statistics "
+        "frozen (default: the trunk stays frozen)",
+    )
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of the head alone (default 20)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate of the head (default 0.01)")
+    parser.add_argument("--trunk-epochs", type=int, default=10, help="epochs with the trunk (default 10)")
+    parser.add_argument("--trunk-lr", type=float, default=1e-4, help="learning rate with the trunk (default 1e-4)")
+    parser.add_argument(
+        "--augment", action="store_true", help="random circular shifts and gains (0.5-1.5) of the training crops"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -82,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.lr,
+            trunk_epochs=args.trunk_epochs,
+            trunk_learning_rate=args.trunk_lr,
+            augment=args.augment,
             seed=args.seed,
         )
         log = None if args.quiet else (lambda message: print(message, file=sys.stderr))
