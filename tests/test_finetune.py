@@ -102,3 +102,15 @@ def test_training_the_trunk_comes_after_the_head_and_keeps_batchnorm_statistics(
     assert not np.allclose(conv.get_weights()[0], before["conv3"]["kernel"])  # the trunk learned
     moving_mean = next(v for v in bn.weights if "moving_mean" in v.path)
     np.testing.assert_array_equal(np.asarray(moving_mean), before["conv3_bn"]["moving_mean"])
+
+
+def test_augmentation_defaults_on_with_trunk_training_only() -> None:
+    from soundnet_keras.training.finetune import FinetuneConfig
+
+    assert not FinetuneConfig().augments and FinetuneConfig(freeze_trunk=False).augments
+    assert not FinetuneConfig(freeze_trunk=False, augment=False).augments and FinetuneConfig(augment=True).augments
+    assert (FinetuneConfig().epochs, FinetuneConfig().trunk_epochs, FinetuneConfig().trunk_learning_rate) == (
+        20,
+        20,
+        3e-5,
+    )

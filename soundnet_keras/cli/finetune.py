@@ -47,10 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the head alone (default 20)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate of the head (default 0.01)")
-    parser.add_argument("--trunk-epochs", type=int, default=10, help="epochs with the trunk (default 10)")
-    parser.add_argument("--trunk-lr", type=float, default=1e-4, help="learning rate with the trunk (default 1e-4)")
+    parser.add_argument("--trunk-epochs", type=int, default=20, help="epochs with the trunk (default 20)")
+    parser.add_argument("--trunk-lr", type=float, default=3e-5, help="learning rate with the trunk (default 3e-5)")
     parser.add_argument(
-        "--augment", action="store_true", help="random circular shifts and gains (0.5-1.5) of the training crops"
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random circular shifts and gains (0.5-1.5) of the training crops (default: on with --train-trunk)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
