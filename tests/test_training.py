@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from training_helpers import kill_after, run_script, synthetic_shards
 
 from soundnet_keras.errors import ConfigError
 from soundnet_keras.training.data import crop_alignment, make_dataset, write_synthetic_shards
@@ -22,9 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_shards(
-        tmp_path_factory.mktemp("synthetic"), num_videos=20, steps_per_video=[3, 4, 3, 5, 2] * 4, step_seconds=1.0
-    )
+    return synthetic_shards(tmp_path_factory)
 
 
 def _random_teacher(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -112,15 +109,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
 
 def test_mirrored_two_replicas_equal_one_replica(tmp_path: Path) -> None:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "shards")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        check=False,
-    )
+    done = run_script(MIRRORED_SCRIPT, str(tmp_path / "shards"))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == {"one": 1, "two": 2}
@@ -214,26 +203,12 @@ def test_kill_and_resume_gives_the_same_weights(
 ) -> None:
     import shutil
 
-    import keras
-
     from soundnet_keras.cli.train import main
     from soundnet_keras.training.train import train
 
-    class Kill(keras.callbacks.Callback):
-        """Simulates a crash after the 5th step: the backup holds step 4, steps 5 is lost and redone."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.steps = 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.steps += 1
-            if self.steps == 5:
-                raise RuntimeError("simulated kill")
-
     killed = tmp_path / "killed"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(_kill_config(shards, killed), callbacks=[Kill()])
+        train(_kill_config(shards, killed), callbacks=[kill_after(5)])
     backup = killed / "backup"
     assert sorted(p.name for p in backup.iterdir()) == [
         "epoch-00000001.json",
@@ -316,15 +291,7 @@ def test_sigkill_while_writing_a_backup_resumes_from_the_last_complete_one(
     shards: Path, tmp_path: Path, uninterrupted: list[np.ndarray]
 ) -> None:
     run = tmp_path / "run"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-c", KILL_DURING_BACKUP_SCRIPT, str(shards), str(run)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        check=False,
-    )
+    done = run_script(KILL_DURING_BACKUP_SCRIPT, str(shards), str(run))
     assert done.returncode == -9, done.stderr[-3000:]  # SIGKILL, in the middle of the second backup
     partial = [p for p in (run / "backup").iterdir() if p.name.startswith(".partial-")]
     assert len(partial) == 1 and not (run / "backup" / "epoch-00000002.json").exists()

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from training_helpers import kill_after, run_script, synthetic_shards
 
 from soundnet_keras.errors import ConfigError
-from soundnet_keras.training.data import held_out_videos, make_dataset, read_manifest, write_synthetic_shards
+from soundnet_keras.training.data import held_out_videos, make_dataset, read_manifest
 from soundnet_keras.training.losses import reference_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,9 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_shards(
-        tmp_path_factory.mktemp("synthetic"), num_videos=20, steps_per_video=[3, 4, 3, 5, 2] * 4, step_seconds=1.0
-    )
+    return synthetic_shards(tmp_path_factory)
 
 
 def _config(shards: Path, folder: Path, **changes):
@@ -74,15 +70,7 @@ REPLICAS_SCRIPT = textwrap.dedent("""
 
 
 def test_one_and_two_replicas_train_on_the_same_batches(shards: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-c", REPLICAS_SCRIPT, str(shards), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        check=False,
-    )
+    done = run_script(REPLICAS_SCRIPT, str(shards), str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert (result["one"]["replicas"], result["two"]["replicas"]) == (1, 2)
@@ -182,27 +170,14 @@ def test_best_only_and_early_stopping(shards: Path, tmp_path: Path) -> None:
 
 
 def test_kill_and_resume_with_sparser_backups_and_validation(shards: Path, tmp_path: Path) -> None:
-    import keras
 
     from soundnet_keras.training.train import train
-
-    class Kill(keras.callbacks.Callback):
-        """A crash after the 5th step: the backup (every 4 steps) holds step 4."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.steps = 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.steps += 1
-            if self.steps == 5:
-                raise RuntimeError("simulated kill")
 
     settings = {"val_fraction": 0.2, "lr_schedule": "cosine", "warmup_steps": 1, "backup_every": 4}
     full = train(_config(shards, tmp_path / "full", **settings))
     killed = tmp_path / "killed"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(_config(shards, killed, **settings), callbacks=[Kill()])
+        train(_config(shards, killed, **settings), callbacks=[kill_after(5)])
     assert sorted(p.name for p in (killed / "backup").iterdir()) == ["epoch-00000002.json", "epoch-00000002.weights.h5"]
     said: list[str] = []
     resumed = train(_config(shards, killed, **settings), log=said.append)

@@ -1,0 +1,51 @@
+"""What the training tests share: the synthetic shards, a simulated kill, and a training script in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from soundnet_keras.training.data import write_synthetic_shards
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def synthetic_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 synthetic videos of 2-5 one-second steps (the shards both training test modules train on)."""
+    return write_synthetic_shards(
+        tmp_path_factory.mktemp("synthetic"), num_videos=20, steps_per_video=[3, 4, 3, 5, 2] * 4, step_seconds=1.0
+    )
+
+
+def kill_after(steps: int):
+    """A Keras callback that simulates a crash (``RuntimeError("simulated kill")``) after ``steps`` batches."""
+    import keras  # heavy (Keras/TensorFlow): only in the tests that train
+
+    class Kill(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
+            if self.steps == steps:
+                raise RuntimeError("simulated kill")
+
+    return Kill()
+
+
+def run_script(script: str, *args: object, timeout: int = 240) -> subprocess.CompletedProcess:
+    """Run ``script`` with ``args`` in a fresh Python that imports this checkout (TensorFlow's logs silenced)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
