@@ -23,10 +23,10 @@ from .architecture import SAMPLE_RATE, Geometry, PadMode, geometry, output_names
 from .audio import read_inputs
 from .errors import ConfigError
 from .network import build_network, build_serving_model, compile_inference, export_serving, get_params, set_params
-from .pretrained import report, resolve
+from .pretrained import load_pretrained, report
 from .results import ClipResult, Features, HeadScores
 from .running import run_clip, run_clips
-from .weights import WeightsFile, category_names, custom_head_classes, load_weights, save_weights
+from .weights import WeightsFile, category_names, custom_head_classes, save_weights
 
 
 @dataclass
@@ -166,8 +166,7 @@ class SoundNet:
         Presets are taken from the cache, or obtained, verified, converted and cached on first use (see
         :mod:`soundnet_keras.pretrained`); ``verbose`` reports those steps on stderr.
         """
-        path = resolve(name_or_path, log=report if verbose else None)
-        weights = load_weights(path)
+        weights = load_pretrained(name_or_path, log=report if verbose else None)
         return cls(weights.architecture, weights=weights)
 
     def save_weights(self, path: str | os.PathLike) -> Path:

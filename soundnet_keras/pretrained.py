@@ -43,7 +43,7 @@ from .files import sha256_file
 from .presets import AUTHORS_ZIP, PRESETS, REGISTRY_SDIST, Preset, Source, get_preset
 from .sound8_npy import read_categories, read_sound8_npy
 from .torch7 import read_t7
-from .weights import FORMAT, load_weights, params_digest, save_weights, torch_to_keras
+from .weights import FORMAT, WeightsFile, load_weights, params_digest, save_weights, torch_to_keras
 
 try:
     import fcntl  # POSIX only
@@ -288,33 +288,44 @@ def _remove_leftovers(folder: Path, preset: Preset, log: Log) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _cached_ok(path: Path, preset: Preset, log: Log) -> bool:
-    """Whether the cached file of ``preset`` is usable: it loads, has the preset's architecture and, where the
-    preset pins a digest, holds exactly those weights (about 0.06 s for SoundNet-8)."""
+def _cached(path: Path, preset: Preset, log: Log) -> WeightsFile | None:
+    """The cached weights of ``preset`` if they are usable (None otherwise): the file loads, has the preset's
+    architecture and, where the preset pins a digest, holds exactly those weights (about 0.06 s for SoundNet-8)."""
     if not path.is_file():
-        return False
+        return None
     try:
         weights = load_weights(path)
     except WeightsError as exc:
         log(f"cached weights {path} are unusable ({exc}); obtaining them again")
-        return False
+        return None
     if weights.architecture != preset.architecture:
         log(f"cached weights {path} are {weights.architecture}, not {preset.architecture}; obtaining them again")
-        return False
+        return None
     digest = params_digest(weights.architecture, weights.params)
     if preset.weights_sha256 is not None and digest != preset.weights_sha256:
         log(
             f"cached weights {path} are not the pinned {preset.name} weights (changed or damaged); obtaining them again"
         )
-        return False
+        return None
     if weights.file_format != FORMAT:  # written by an earlier version: same weights, rewritten in Keras' layout
         log(f"rewriting cached weights {path} in Keras' .weights.h5 layout")
         save_weights(path, weights)
-    return True
+    return weights
 
 
 def resolve(name_or_path: str | os.PathLike = "soundnet8", *, log: Log | None = report) -> Path:
     """Return the path of a ``.weights.h5`` file for a preset name or a local weights file (see module doc)."""
+    return _resolve(name_or_path, log)[0]
+
+
+def load_pretrained(name_or_path: str | os.PathLike = "soundnet8", *, log: Log | None = report) -> WeightsFile:
+    """The weights :func:`resolve` points at, loaded once: the file that was just verified is not read again."""
+    path, weights = _resolve(name_or_path, log)
+    return weights if weights is not None else load_weights(path)
+
+
+def _resolve(name_or_path: str | os.PathLike, log: Log | None) -> tuple[Path, WeightsFile | None]:
+    """The weights file of ``name_or_path``, and its content where checking it meant loading it."""
     say: Log = log or (lambda message: None)
     candidate = Path(name_or_path).expanduser()
     if str(name_or_path) not in PRESETS:
@@ -325,11 +336,11 @@ def resolve(name_or_path: str | os.PathLike = "soundnet8", *, log: Log | None = 
     preset = get_preset(str(name_or_path))
     folder = cache_dir()
     target = folder / f"{preset.name}.weights.h5"
-    if _cached_ok(target, preset, say):
-        return target
+    if (weights := _cached(target, preset, say)) is not None:
+        return target, weights
     with _locked(folder / f"{preset.name}.lock"):
-        if _cached_ok(target, preset, say):  # another process finished while we waited
-            return target
+        if (weights := _cached(target, preset, say)) is not None:  # another process finished while we waited
+            return target, weights
         _remove_leftovers(folder, preset, say)
         if offline():
             state = "do not verify" if target.exists() else "are not cached"
@@ -343,22 +354,21 @@ def resolve(name_or_path: str | os.PathLike = "soundnet8", *, log: Log | None = 
         say(f"pretrained weights {preset.name!r} not in cache {folder}; obtaining them")
         _obtain(preset, target, say)
         say(f"cached {preset.name!r} weights at {target}")
-    return target
+    return target, None
 
 
-def _converted_ok(path: Path, log: Log) -> bool:
-    """Whether an earlier conversion in the cache still loads (a damaged one is converted again)."""
+def _converted(path: Path, log: Log) -> WeightsFile | None:
+    """An earlier conversion in the cache, if it still loads (None: a damaged one is converted again)."""
     try:
-        load_weights(path)
+        return load_weights(path)
     except WeightsError as exc:
         log(f"converted weights {path} are unusable ({exc}); converting again")
-        return False
-    return True
+        return None
 
 
-def _local_file(path: Path, log: Log) -> Path:
+def _local_file(path: Path, log: Log) -> tuple[Path, WeightsFile | None]:
     if path.name.endswith(".h5"):
-        return path
+        return path, None
     if path.suffix not in (".t7", ".npy"):
         raise PretrainedUnavailableError(
             f"cannot load weights from {str(path)!r}: expected a .weights.h5, .t7 or .npy file"
@@ -368,8 +378,8 @@ def _local_file(path: Path, log: Log) -> Path:
     with _locked(target.with_suffix(".lock")):
         for leftover in target.parent.glob(f".{target.name}.*"):  # a conversion killed half-way
             leftover.unlink(missing_ok=True)
-        if target.is_file() and _converted_ok(target, log):
-            return target
+        if target.is_file() and (weights := _converted(target, log)) is not None:
+            return target, weights
         log(f"converting {path} into {target}")
         if path.suffix == ".t7":
             arch, torch_params, _info = read_t7(path)
@@ -378,4 +388,4 @@ def _local_file(path: Path, log: Log) -> Path:
             known = PRESETS["soundnet8"].source(REGISTRY_SDIST)
             expected = digest if known is not None and digest == known.member_sha256 else None
             _convert("soundnet8", read_sound8_npy(path, expected_sha256=expected), target, path, None, log)
-    return target
+    return target, None
