@@ -102,9 +102,9 @@ def _keras_outputs(arch: str, weights: WeightsFile, waveform: np.ndarray) -> dic
     model = build_network(arch)
     set_params(model, arch, weights.params)
     names = output_names(arch)
-    probe = keras.Model(model.inputs, [model.get_layer(stage_layer(arch, name)).output for name in names])
+    probe = keras.Model(model.input, [model.get_layer(stage_layer(arch, name)).output for name in names])
     values = probe.predict_on_batch(waveform[None, :].astype(np.float32))
-    return {name: np.asarray(value)[0] for name, value in zip(names, values, strict=True)}
+    return {name: keras.ops.convert_to_numpy(value)[0] for name, value in zip(names, values, strict=True)}
 
 
 def compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> list[LayerDiff]:

@@ -10,10 +10,11 @@ with what our loaders need (format, class names, settings). Our loaders never bu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,21 @@ METADATA_MEMBER = "soundnet_keras.json"
 
 MAX_METADATA_BYTES = 16 * 2**20
 """Our metadata is a few kB; a larger member is refused rather than read into memory."""
+
+
+@contextlib.contextmanager
+def float64_scope() -> Iterator[None]:
+    """Let Keras hold float64 variables inside the block on every backend: JAX truncates float64 to float32 unless
+    its 64-bit mode is on, so on JAX the block runs with it on (TensorFlow and PyTorch have float64 always)."""
+    import keras  # heavy (Keras): only where a Keras model is built or loaded
+
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    import jax  # the active backend: Keras has imported it already
+
+    with jax.enable_x64(True):
+        yield
 
 
 def save_keras(model: Any, path: str | os.PathLike, metadata: dict[str, Any]) -> Path:

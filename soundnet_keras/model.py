@@ -22,7 +22,9 @@ from . import architecture as arch_mod
 from .architecture import SAMPLE_RATE, Geometry, PadMode, geometry, output_names
 from .audio import read_inputs
 from .errors import ConfigError
-from .network import build_network, build_serving_model, compile_inference, export_serving, get_params, set_params
+from .inference import compile_inference
+from .network import build_network, build_serving_model, export_serving, get_params, set_params
+from .precision import DEFAULT_PRECISION, check_precision
 from .pretrained import load_pretrained, report
 from .results import ClipResult, Features, HeadScores
 from .running import run_clip, run_clips
@@ -130,8 +132,10 @@ class SoundNet:
         weights: WeightsFile | None = None,
         categories: dict[str, Sequence[str]] | None = None,
         head_classes: dict[str, int] | None = None,
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
         arch_mod.layer_table(arch)  # validates the name
+        self.precision = precision
         if weights is not None:
             if weights.architecture != arch:
                 raise ConfigError(f"weights are for {weights.architecture!r}, not {arch!r}")
@@ -151,23 +155,32 @@ class SoundNet:
             self.weights_source = weights.source or "weights file"
             categories = categories or weights.categories
         self.categories = category_names(arch, categories, self.head_classes)
-        self._runners: dict[tuple[str, ...], object] = {}
-        self.jit_compile = False
-        """Compile inference with XLA (measured slower on 2-core CPUs for variable lengths; see benchmarks/)."""
+        self._runners: dict[tuple, object] = {}
+        self.jit_compile: bool | None = None
+        """Compile the whole inference pass: TensorFlow's XLA, ``jax.jit`` (None: the backend's default, XLA off on
+        TensorFlow, jit on JAX; see :data:`~soundnet_keras.inference.JIT_BY_DEFAULT` and benchmarks/)."""
         self.chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS
         """Inputs longer than this (at 22,050 Hz) run in chunks of about this length with bounded memory; the
         result equals one pass to float precision (see :mod:`soundnet_keras.chunking`); None: always one pass."""
 
     # ----------------------------------------------------------------------------------------------- construction
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike = "soundnet8", *, verbose: bool = True) -> SoundNet:
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike = "soundnet8",
+        *,
+        verbose: bool = True,
+        precision: str = DEFAULT_PRECISION,
+    ) -> SoundNet:
         """Load a preset (``"soundnet8"``) or a weights file (``.weights.h5``, authors' ``.t7``, ``sound8.npy``).
 
         Presets are taken from the cache, or obtained, verified, converted and cached on first use (see
-        :mod:`soundnet_keras.pretrained`); ``verbose`` reports those steps on stderr.
+        :mod:`soundnet_keras.pretrained`); ``verbose`` reports those steps on stderr. ``precision``: see
+        :attr:`precision`.
         """
+        check_precision(precision)  # before any download
         weights = load_pretrained(name_or_path, log=report if verbose else None)
-        return cls(weights.architecture, weights=weights)
+        return cls(weights.architecture, weights=weights, precision=precision)
 
     def save_weights(self, path: str | os.PathLike) -> Path:
         """Write this model's parameters (and category names) to a ``.weights.h5`` file, atomically."""
@@ -212,11 +225,25 @@ class SoundNet:
         return geometry(self.arch, layer, self.head_classes)
 
     # ------------------------------------------------------------------------------------------------ execution
+    @property
+    def precision(self) -> str:
+        """How inference computes: ``"highest"`` (float32, TensorFloat-32 off: Torch7-exact on any device, the
+        default), ``"default"`` (the backend's settings: TF32 on recent GPUs) or ``"mixed_bfloat16"``; see
+        :mod:`soundnet_keras.precision` and the README's "Precision" for the measured errors."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision = check_precision(value)
+
     def _runner(self, names: tuple[str, ...]):
-        """The compiled inference function of ``names`` (:func:`~soundnet_keras.network.compile_inference`), cached."""
-        key = (*names, f"jit={self.jit_compile}")
+        """The compiled inference function of ``names`` (:func:`~soundnet_keras.inference.compile_inference`), cached
+        per precision and compilation setting."""
+        key = (names, self.jit_compile, self.precision)
         if key not in self._runners:
-            self._runners[key] = compile_inference(self.keras_model, self.arch, names, jit_compile=self.jit_compile)
+            self._runners[key] = compile_inference(
+                self.keras_model, self.arch, names, jit_compile=self.jit_compile, precision=self.precision
+            )
         return self._runners[key]
 
     def forward(self, batch: np.ndarray, layers: Iterable[str]) -> dict[str, np.ndarray]:
@@ -227,8 +254,8 @@ class SoundNet:
         names = tuple(layers)
         if np.ndim(batch) != 2 or np.shape(batch)[1] < 1:
             raise ConfigError(f"forward() takes a (batch, samples) array, got shape {np.shape(batch)}; see features()")
-        out = self._runner(names)(np.ascontiguousarray(batch, dtype=np.float32))
-        return {name: np.asarray(out[name]) for name in names}
+        out = self._runner(names)(batch)
+        return {name: out[name] for name in names}
 
     def intermediates(
         self,
@@ -322,12 +349,18 @@ class SoundNet:
             categories=self.categories,
             head_classes=self.head_classes,
         )
-        return {"weights": weights, "jit_compile": self.jit_compile, "chunk_seconds": self.chunk_seconds}
+        return {
+            "weights": weights,
+            "jit_compile": self.jit_compile,
+            "chunk_seconds": self.chunk_seconds,
+            "precision": self.precision,
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         weights = state["weights"]
         self.__init__(weights.architecture, weights=weights)  # type: ignore[misc, union-attr]
         self.jit_compile, self.chunk_seconds = state["jit_compile"], state["chunk_seconds"]
+        self.precision = str(state.get("precision", DEFAULT_PRECISION))  # pickles of 0.1.0 have none
 
     def __repr__(self) -> str:
         return f"SoundNet({self.arch!r}, weights={self.weights_source!r})"

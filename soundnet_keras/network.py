@@ -6,9 +6,7 @@ the table: ``conv1_pad`` (explicit symmetric zero padding), ``conv1`` (the convo
 ``conv1_relu``, ``pool1``, ... and the heads ``objects`` and ``scenes`` (logits). The model's outputs are the two
 heads as a dict; any other stage is reachable with :func:`stage_layer`.
 
-:func:`inference_function` is the fast inference variant of the same table (what :meth:`SoundNet.forward` runs): each
-BatchNorm and the input scaling folded into the convolution before it by :func:`fold_batchnorm`, from the model's live
-variables on every call, so it never goes stale.
+The fast inference pass over the same table (what :meth:`SoundNet.forward` runs) is :mod:`soundnet_keras.inference`.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from .architecture import (
     BATCHNORM_EPSILON,
@@ -133,93 +130,6 @@ def set_params(
         layer.set_weights([np.asarray(params[name][var], np.float32) for var in names])
 
 
-# ----------------------------------------------------------------------------------------------- fast inference
-MATMUL_MIN_CHANNELS = 256
-"""Convolutions reading at least this many channels run as framed matrix products (see benchmarks/README.md)."""
-
-
-def fold_batchnorm(kernel, bias, gamma, beta, moving_mean, moving_variance):
-    """A convolution followed by eval-mode BatchNorm (Torch7's epsilon) as one convolution: (kernel', bias').
-
-    Exact algebra, computed with ``keras.ops`` on whatever arrays it is given (live variables inside a compiled
-    function, or NumPy arrays).
-    """
-    scale = gamma * keras.ops.rsqrt(moving_variance + BATCHNORM_EPSILON)
-    return kernel * scale, (bias - moving_mean) * scale + beta
-
-
-def inference_function(model: keras.Model, arch: str, names: tuple[str, ...]):
-    """Inference of ``names`` over the layer table, reading ``model``'s live variables on every call.
-
-    (batch, samples) float32 -> {name: (batch, frames, channels)}, the same values as ``model`` to float precision:
-    BatchNorm and the input scaling are folded into the convolutions (:func:`fold_batchnorm`), convolutions reading
-    at least :data:`MATMUL_MIN_CHANNELS` channels run as framed matrix products. TensorFlow ops; wrap it in
-    ``tf.function`` (:meth:`SoundNet.forward` does).
-    """
-    chain = trunk(arch)
-    wanted_heads = [h for h in heads(arch) if h.name in names]
-    if not wanted_heads:
-        last = max(output_names(arch).index(n) for n in names)
-        chain = tuple(layer for layer in chain if output_names(arch).index(layer.name) <= last)
-    first_conv = next(layer.name for layer in layer_table(arch) if isinstance(layer, Conv))
-    layers = {layer.name: layer for layer in model.layers}
-
-    def folded(layer: Conv):
-        conv = layers[layer.name]
-        kernel, bias = tf.convert_to_tensor(conv.kernel), tf.convert_to_tensor(conv.bias)
-        if layer.batchnorm:
-            bn = layers[f"{layer.name}_bn"]
-            stats = (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
-            kernel, bias = fold_batchnorm(kernel, bias, *(tf.convert_to_tensor(v) for v in stats))
-        if layer.name == first_conv:
-            kernel = kernel * WAVEFORM_SCALE  # the input scaling, exact: zero padding stays zero
-        return kernel, bias
-
-    def conv(x, layer: Conv):
-        kernel, bias = folded(layer)
-        if layer.pad:
-            x = tf.pad(x, [[0, 0], [layer.pad, layer.pad], [0, 0]])
-        in_channels = kernel.shape[1]
-        if in_channels >= MATMUL_MIN_CHANNELS:
-            # Few positions, many channels (the deep layers and heads): frames @ kernel is several times faster on
-            # CPU than conv1d, which re-lays out the large kernel on every call. Same sums, same layout (k, c_in).
-            frames = tf.signal.frame(x, layer.kernel, layer.stride, axis=1)  # (batch, positions, k, c_in)
-            flat = tf.reshape(frames, tf.concat([tf.shape(frames)[:2], [layer.kernel * in_channels]], 0))
-            x = tf.einsum("bpi,io->bpo", flat, tf.reshape(kernel, [layer.kernel * in_channels, -1]))
-        else:
-            x = tf.nn.conv1d(x, kernel, layer.stride, "VALID")
-        x = tf.nn.bias_add(x, bias)
-        return tf.nn.relu(x) if layer.relu else x
-
-    def run(batch):
-        x = batch[:, :, None]
-        out = {}
-        for layer in chain:
-            x = tf.nn.max_pool1d(x, layer.size, layer.stride, "VALID") if isinstance(layer, Pool) else conv(x, layer)
-            if layer.name in names:
-                out[layer.name] = x
-        for head in wanted_heads:
-            out[head.name] = conv(x, head)
-        return out
-
-    return run
-
-
-def compile_inference(model: keras.Model, arch: str, names: tuple[str, ...], *, jit_compile: bool = False):
-    """:func:`inference_function` compiled with ``tf.function`` for (batch, samples) float32 of any size.
-
-    The BatchNorm folding happens *inside* the compiled function, from the model's live variables: as fast as a
-    folded model, and never stale when the model's weights change (training, ``set_weights``).
-    """
-    return tf.function(
-        inference_function(model, arch, names),
-        input_signature=[tf.TensorSpec([None, None], tf.float32)],
-        reduce_retracing=True,
-        jit_compile=jit_compile,
-        autograph=False,  # plain Python loops over the layer table: nothing for AutoGraph to convert
-    )
-
-
 # ------------------------------------------------------------------------------------------------------- serving
 @keras.saving.register_keras_serializable(package="soundnet_keras")
 class LoopPad(keras.layers.Layer):
@@ -238,8 +148,12 @@ class LoopPad(keras.layers.Layer):
     def call(self, waveform):
         ops = keras.ops
         length = ops.shape(waveform)[1]
-        needed = margin_length(ops.maximum(length, self.min_samples), self.min_samples, self.hop, self.margin)
-        target = ops.where(length < self.short_below, self.crop_samples, ops.maximum(length, needed))
+        if isinstance(length, int):  # a static length (JAX, PyTorch, eager TensorFlow): plain arithmetic
+            needed = margin_length(max(length, self.min_samples), self.min_samples, self.hop, self.margin)
+            target = self.crop_samples if length < self.short_below else max(length, needed)
+        else:  # a symbolic length (a TensorFlow graph of any input size)
+            needed = margin_length(ops.maximum(length, self.min_samples), self.min_samples, self.hop, self.margin)
+            target = ops.where(length < self.short_below, self.crop_samples, ops.maximum(length, needed))
         return ops.take(waveform, ops.arange(target) % length, axis=1)  # sample i is sample i mod n
 
     def compute_output_shape(self, input_shape):
@@ -264,10 +178,11 @@ class KeepFrames(keras.layers.Layer):
 
     def call(self, inputs):
         logits, waveform = inputs
-        length = keras.ops.shape(waveform)[1]
-        frames = keras.ops.where(
-            length < self.short_below, keras.ops.shape(logits)[1], (length - self.min_samples) // self.hop + 1
-        )
+        length, available = keras.ops.shape(waveform)[1], keras.ops.shape(logits)[1]
+        if isinstance(length, int):  # a static length (JAX, PyTorch, eager TensorFlow): plain arithmetic
+            frames = available if length < self.short_below else (length - self.min_samples) // self.hop + 1
+        else:  # a symbolic length (a TensorFlow graph of any input size)
+            frames = keras.ops.where(length < self.short_below, available, (length - self.min_samples) // self.hop + 1)
         return logits[:, :frames]
 
     def compute_output_shape(self, input_shapes):
@@ -295,6 +210,9 @@ def build_serving_model(network: keras.Model, arch: str) -> keras.Model:
 
 EXPORT_FORMATS = ("keras", "tf_saved_model")
 
+SAVED_MODEL_BACKENDS = ("tensorflow", "jax")
+"""Backends Keras exports a SavedModel from (JAX through jax2tf, which needs TensorFlow installed)."""
+
 
 def export_serving(network: keras.Model, arch: str, path: str | os.PathLike, export_format: str = "keras") -> Path:
     """Write :func:`build_serving_model` of ``network``: a ``.keras`` file (``export_format="keras"``), or a SavedModel
@@ -305,6 +223,12 @@ def export_serving(network: keras.Model, arch: str, path: str | os.PathLike, exp
         raise ConfigError(f"unknown export format {export_format!r}: expected 'keras' or 'tf_saved_model'")
     if export_format == "keras" and path.suffix != ".keras":
         raise ConfigError(f"a Keras model file must end in .keras, got {str(path)!r}")
+    backend = keras.backend.backend()
+    if export_format == "tf_saved_model" and backend not in SAVED_MODEL_BACKENDS:
+        raise ConfigError(
+            f"export format 'tf_saved_model' needs the TensorFlow or JAX Keras backend (KERAS_BACKEND=tensorflow or "
+            f"jax), but this process runs {backend!r}; export format 'keras' works on every backend"
+        )
     model = build_serving_model(network, arch)
     if export_format == "keras":
         model.save(path)

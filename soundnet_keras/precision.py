@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import keras
-
 from .errors import ConfigError
 
 PRECISIONS = ("highest", "default", "mixed_bfloat16")
@@ -100,6 +98,8 @@ def precision_scope(precision: str) -> Iterator[None]:
     if check_precision(precision) != "highest":
         yield
         return
+    import keras  # the CLIs import this module for its names before any Keras is needed
+
     switch = _TF32_SWITCHES.get(keras.backend.backend())
     if switch is None:  # numpy/openvino backends: no TF32 to turn off
         yield

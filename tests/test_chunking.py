@@ -122,7 +122,10 @@ def test_folded_inference_matches_keras_model_and_follows_weight_changes():
 
         model = net.keras_model
         outputs = {n: model.get_layer(stage_layer("soundnet8", n)).output for n in names}
-        return {k: np.asarray(v) for k, v in keras.Model(model.input, outputs)(batch, training=False).items()}
+        return {
+            k: keras.ops.convert_to_numpy(v)
+            for k, v in keras.Model(model.input, outputs)(batch, training=False).items()
+        }
 
     before = net.forward(batch, names)
     for name, value in keras_outputs().items():

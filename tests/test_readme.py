@@ -13,11 +13,16 @@ def _bash_blocks(text: str) -> list[str]:
     return [block.strip() for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_readme_test_commands():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    test_command = next(b for b in _bash_blocks(readme) if b.endswith("python -m pytest"))
+    block = next(b for b in _bash_blocks(readme) if "python -m pytest" in b and b.startswith("python3 -m venv"))
     ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
-    assert test_command in ci_lines
+    commands = block.splitlines()
+    assert [c for c in commands if "KERAS_BACKEND=" in c] == [
+        f"KERAS_BACKEND={backend} python -m pytest -m backend" for backend in ("jax", "torch")
+    ]
+    for command in commands:
+        assert command in ci_lines, command
 
 
 def test_readme_main_command_uses_installed_console_scripts():
@@ -33,8 +38,9 @@ def test_readme_main_command_uses_installed_console_scripts():
 
 
 def test_requirements_pin_every_runtime_dependency():
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    names = {re.split(r"[<>=!~ ]", d)[0].lower() for d in declared}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    backends = project["optional-dependencies"]["jax"] + project["optional-dependencies"]["torch"]
+    names = {re.split(r"[<>=!~ ]", d)[0].lower() for d in project["dependencies"] + backends}
     pinned = {
         line.split("==")[0].strip().lower()
         for line in (REPO / "requirements.txt").read_text().splitlines()

@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..files import write_text_atomic
-from .common import ArgumentParser, add_cache_arguments, clear_cache_if_asked, guard, load_model
+from .common import (
+    ArgumentParser,
+    add_cache_arguments,
+    add_precision_argument,
+    clear_cache_if_asked,
+    guard,
+    load_model,
+)
 
 
 def build_parser() -> ArgumentParser:
@@ -43,6 +50,7 @@ def build_parser() -> ArgumentParser:
     esc.add_argument("--out", default="soundnet-bench-esc", help="folder for plots and results.json")
     esc.add_argument("--weights", default="soundnet8", help="pretrained preset or weights file (default: soundnet8)")
     add_cache_arguments(esc)
+    add_precision_argument(esc)
     esc.add_argument("--no-plot", action="store_true", help="do not write confusion-matrix plots")
     esc.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -64,7 +72,7 @@ def _esc(args: argparse.Namespace) -> int:
     clear_cache_if_asked(args)
     for line in dataset.report():
         print(line)
-    net = load_model(args.weights, verbose=True)
+    net = load_model(args.weights, verbose=True, precision=args.precision)
     results = run_benchmark(
         dataset,
         net,

@@ -37,18 +37,20 @@ from ..architecture import HEAD_NAMES, SAMPLE_RATE, PadMode, plan_input, reliabl
 from ..audio import CHANNEL_MODES, Decoded, decode_files, example_clip
 from ..errors import InputTooShortError, SoundNetError, TruncatedAudioWarning
 from ..files import write_text_atomic
+from ..precision import DEFAULT_PRECISION, precision_scope
 from ..results import ClipResult
 from .common import (
     EXIT_FILE_FAILED,
     EXIT_OK,
+    add_precision_argument,
     check_output,
     input_files,
     load_model,
     positive_float,
     positive_int,
     print_error,
-    quiet_native_stderr,
     run_cli,
+    start_backend,
 )
 
 if TYPE_CHECKING:
@@ -123,9 +125,13 @@ class HeadClassifier:
     a head reports one frame per time window, with the clip score aggregated as the head was trained to.
     """
 
-    def __init__(self, classifier) -> None:
+    def __init__(self, classifier, precision: str = DEFAULT_PRECISION) -> None:
         self.classifier = classifier
         self.score_kind = "probability"
+        self.precision = precision
+        net = getattr(classifier, "net", None)  # a head's network; a fine-tuned network computes in float32
+        if net is not None:
+            net.precision = precision
 
     def classify(self, items: Sequence[Decoded]) -> list[ClipResult | SoundNetError]:
         from ..transfer import classify_files  # heavy (scikit-learn): only with --head
@@ -135,7 +141,8 @@ class HeadClassifier:
             try:
                 with warnings.catch_warnings():  # a truncation is already among the decoded file's notes
                     warnings.simplefilter("ignore", TruncatedAudioWarning)
-                    result = classify_files(self.classifier, [item.path])[0]
+                    with precision_scope(self.precision):
+                        result = classify_files(self.classifier, [item.path])[0]
             except SoundNetError as exc:
                 results.append(exc)
                 continue
@@ -151,15 +158,12 @@ def make_classifier(args: argparse.Namespace) -> Classifier | HeadClassifier:
 
         if not args.head.is_file():
             raise SoundNetError(f"--head: classifier file {str(args.head)!r} does not exist")
-        with quiet_native_stderr():  # TensorFlow's native start-up lines, as in load_model
-            import tensorflow as tf
-
-            tf.zeros(1)
+        start_backend()
         options = {}
         if args.weights is not None and read_format(args.head) == FORMAT:
             options["weights"] = args.weights  # else the network named in the head file
-        return HeadClassifier(load_classifier(args.head, **options))
-    net = load_model(args.weights or "soundnet8", verbose=not args.quiet)
+        return HeadClassifier(load_classifier(args.head, **options), args.precision)
+    net = load_model(args.weights or "soundnet8", verbose=not args.quiet, precision=args.precision)
     if args.chunk_seconds is not None:
         net.chunk_seconds = args.chunk_seconds
     return Classifier(net, pad=not args.no_pad, batch_size=args.batch_size)
@@ -349,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run inputs longer than this in chunks of about this length (default 120; same results)",
     )
+    add_precision_argument(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or model-loading messages")
     return parser
 

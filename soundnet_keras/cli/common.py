@@ -1,4 +1,4 @@
-"""Helpers shared by the command-line tools: quiet TensorFlow, error handling, input expansion, output files."""
+"""Helpers shared by the command-line tools: a quiet backend start, error handling, input expansion, output files."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from ..audio import expand_paths
 from ..errors import ConfigError, SoundNetError
+from ..precision import DEFAULT_PRECISION, PRECISIONS
 
 EXIT_OK = 0
 EXIT_FILE_FAILED = 1
@@ -141,16 +142,32 @@ def positive_float(text: str) -> float:
     return float(_positive(text, float, "number"))
 
 
-def load_model(weights: str, *, verbose: bool):
-    """Load the network for a CLI (pretrained preset or weights file), with TensorFlow's native noise silenced."""
+def start_backend() -> None:
+    """Import Keras and start its backend's devices with their native start-up noise silenced (TensorFlow writes
+    device lines to the terminal on first use); the backend is the one ``KERAS_BACKEND`` names."""
     with quiet_native_stderr():
-        import tensorflow as tf  # heavy (TensorFlow): only when the command runs
+        import keras  # heavy (Keras and its backend): only when the command runs
 
-        from ..model import SoundNet
+        keras.ops.convert_to_numpy(keras.ops.zeros(1))  # initialises the devices
 
-        tf.zeros(1)  # initialises the devices, whose native start-up messages would otherwise reach the terminal
 
-    return SoundNet.from_pretrained(weights, verbose=verbose)
+def load_model(weights: str, *, verbose: bool, precision: str = DEFAULT_PRECISION):
+    """Load the network for a CLI (pretrained preset or weights file) to run under ``precision``."""
+    start_backend()
+    from ..model import SoundNet  # heavy (Keras): only when the command runs
+
+    return SoundNet.from_pretrained(weights, verbose=verbose, precision=precision)
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision``: how the network computes (see :mod:`soundnet_keras.precision`)."""
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="highest: float32 with TF32 off, Torch7-exact on any device (default); default: the backend's own "
+        "settings (TF32 on recent GPUs); mixed_bfloat16: about 1e-2 relative error, faster on GPUs",
+    )
 
 
 class ArgumentParser(argparse.ArgumentParser):

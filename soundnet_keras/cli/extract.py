@@ -33,6 +33,7 @@ from ..files import atomic_path
 from .common import (
     EXIT_FILE_FAILED,
     EXIT_OK,
+    add_precision_argument,
     check_output,
     input_files,
     load_model,
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="soundnet8", help="pretrained preset or weights file (default soundnet8)")
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: CPUs, at most 8)")
     parser.add_argument("--chunk-seconds", type=positive_float, default=None, help="chunk length for long files")
+    add_precision_argument(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or model-loading messages")
     return parser
 
@@ -77,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--output {str(args.output)!r}: expected a .npz, .h5 or .hdf5 file name")
     files = input_files(args.inputs)
     check_output(args.output, "--output", files)
-    net = load_model(args.weights, verbose=not args.quiet)
+    net = load_model(args.weights, verbose=not args.quiet, precision=args.precision)
     layers = tuple(dict.fromkeys(args.layers or ["pool5"]))
     for layer in layers:
         net.geometry(layer)  # validates the names before any work

@@ -16,7 +16,15 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError
 from ..labelled import read_labelled
-from .common import ArgumentParser, add_cache_arguments, clear_cache_if_asked, guard, keras_output, load_model
+from .common import (
+    ArgumentParser,
+    add_cache_arguments,
+    add_precision_argument,
+    clear_cache_if_asked,
+    guard,
+    keras_output,
+    load_model,
+)
 
 
 def parse_float_list(text: str, what: str) -> tuple[float, ...]:
@@ -86,6 +94,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", default="soundnet8", help="pretrained preset or weights file (default: soundnet8)")
     add_cache_arguments(parser)
+    add_precision_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -111,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
     output = keras_output(args.output, "my.head.keras")
     layers = [name.strip() for name in args.layer.split(",") if name.strip()]
     clear_cache_if_asked(args)
-    net = load_model(args.weights, verbose=True)
+    net = load_model(args.weights, verbose=True, precision=args.precision)
     model = ClipClassifier(
         args.head,
         layers if len(layers) > 1 else (layers[0] if layers else ""),

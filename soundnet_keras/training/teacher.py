@@ -278,7 +278,7 @@ class Teacher:
         outputs = []
         for i in range(0, len(frames), batch_size):
             batch = self.preprocess(frames[i : i + batch_size].astype(np.float32))
-            outputs.append(np.asarray(self.model(batch, training=False), np.float64))
+            outputs.append(np.asarray(self.model.predict_on_batch(batch), np.float64))
         scores = np.concatenate(outputs).reshape(len(frames), -1)
         if self.spec.output == "logits":
             scores = np.exp(scores - scores.max(axis=1, keepdims=True))

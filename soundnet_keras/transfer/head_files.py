@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, SoundNetError
-from ..keras_files import is_keras_archive, load_keras, read_metadata, save_keras
+from ..keras_files import float64_scope, is_keras_archive, load_keras, read_metadata, save_keras
 from .heads import LinearHead
 
 FORMAT = "soundnet_keras.head/2"
@@ -67,8 +67,9 @@ def head_from_model(model: Any, where: str) -> LinearHead:
 
 
 def save_head(path: str | os.PathLike, head: LinearHead, settings: dict[str, Any]) -> Path:
-    """Write ``head`` and ``settings`` to the ``.keras`` file ``path``, atomically."""
-    return save_keras(head_model(head), path, {"format": FORMAT, "settings": settings})
+    """Write ``head`` and ``settings`` to the ``.keras`` file ``path``, atomically (float64 on every backend)."""
+    with float64_scope():
+        return save_keras(head_model(head), path, {"format": FORMAT, "settings": settings})
 
 
 def read_head(path: str | os.PathLike) -> tuple[LinearHead, dict[str, Any]]:
@@ -81,7 +82,8 @@ def read_head(path: str | os.PathLike) -> tuple[LinearHead, dict[str, Any]]:
     settings = read_metadata(path, [FORMAT], "head file").get("settings")
     if not isinstance(settings, dict):
         raise ConfigError(f"head file {str(path)!r} has no settings")
-    return head_from_model(load_keras(path, "head file"), repr(str(path))), settings
+    with float64_scope():
+        return head_from_model(load_keras(path, "head file"), repr(str(path))), settings
 
 
 def _read_legacy(path: Path) -> tuple[LinearHead, dict[str, Any]]:
