@@ -210,8 +210,9 @@ def build_serving_model(network: keras.Model, arch: str) -> keras.Model:
 
 EXPORT_FORMATS = ("keras", "tf_saved_model")
 
-SAVED_MODEL_BACKENDS = ("tensorflow", "jax")
-"""Backends Keras exports a SavedModel from (JAX through jax2tf, which needs TensorFlow installed)."""
+SAVED_MODEL_BACKENDS = ("tensorflow",)
+"""Backends the serving model exports as a SavedModel from: JAX's exporter cannot express the padding policy (an
+output length chosen by comparing the input length), PyTorch has no SavedModel exporter."""
 
 
 def export_serving(network: keras.Model, arch: str, path: str | os.PathLike, export_format: str = "keras") -> Path:
@@ -226,8 +227,8 @@ def export_serving(network: keras.Model, arch: str, path: str | os.PathLike, exp
     backend = keras.backend.backend()
     if export_format == "tf_saved_model" and backend not in SAVED_MODEL_BACKENDS:
         raise ConfigError(
-            f"export format 'tf_saved_model' needs the TensorFlow or JAX Keras backend (KERAS_BACKEND=tensorflow or "
-            f"jax), but this process runs {backend!r}; export format 'keras' works on every backend"
+            f"export format 'tf_saved_model' needs the TensorFlow Keras backend (KERAS_BACKEND=tensorflow), but this "
+            f"process runs {backend!r}; export format 'keras' works on every backend"
         )
     model = build_serving_model(network, arch)
     if export_format == "keras":

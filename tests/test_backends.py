@@ -165,7 +165,14 @@ def test_inference_on_jax_and_torch_never_imports_tensorflow(backend, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report == {"backend": backend, "tensorflow": False, "same": True, "frames": [1, 1]}, report
+    clip = np.random.default_rng(0).uniform(-0.5, 0.5, 30_000).astype(np.float32)
+    here = SoundNet("soundnet5").features([clip, clip[:20_000]], layer="conv4", pad="repeat")
+    assert report == {
+        "backend": backend,
+        "tensorflow": False,
+        "same": True,
+        "frames": [f.values.shape[0] for f in here],
+    }, report
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
@@ -219,7 +226,9 @@ def test_keras_export_loads_and_agrees_on_this_backend(tmp_path):
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
-def test_saved_model_export_on_torch_says_which_backends_can(tmp_path, monkeypatch):
-    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    with pytest.raises(ConfigError, match=r"'tf_saved_model' needs the TensorFlow or JAX .*runs 'torch'.*'keras'"):
+@pytest.mark.parametrize("other", ["jax", "torch"])
+def test_saved_model_export_elsewhere_says_which_backend_can(tmp_path, monkeypatch, other):
+    monkeypatch.setattr(keras.backend, "backend", lambda: other)
+    with pytest.raises(ConfigError, match=rf"'tf_saved_model' needs the TensorFlow .*runs '{other}'.*'keras'"):
         SoundNet("soundnet5").export(tmp_path / "saved", format="tf_saved_model")
+    assert not (tmp_path / "saved").exists()

@@ -64,6 +64,7 @@ def test_valid_frames_edges():
         plan_chunks("soundnet8", ["pool5"], total, 0)
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("arch", ["soundnet8", "soundnet5"])
 def test_chunked_equals_one_pass_for_every_layer(arch):
     net = SoundNet(arch)
@@ -81,6 +82,7 @@ def test_chunked_equals_one_pass_for_every_layer(arch):
         assert_close_relative(chunked[name], whole[name][0])
 
 
+@pytest.mark.backend
 def test_predict_and_features_use_chunks_with_the_same_result(pretrained_net):
     rng = np.random.default_rng(3)
     seconds = 75
@@ -109,6 +111,7 @@ def test_predict_and_features_use_chunks_with_the_same_result(pretrained_net):
     np.testing.assert_array_equal(chunked.times.center, whole.times.center)
 
 
+@pytest.mark.backend
 def test_folded_inference_matches_keras_model_and_follows_weight_changes():
     net = SoundNet("soundnet8")
     rng = np.random.default_rng(1)

@@ -73,6 +73,7 @@ def test_text_report_with_frames_skips_the_corrupt_file(clips, pretrained_path, 
     assert "I0000" not in proc.stderr.split("error:")[-1]
 
 
+@pytest.mark.backend
 def test_json_csv_plot_and_output_files(clips, pretrained_path, tmp_path):
     out_json, plot = tmp_path / "result.json", tmp_path / "timeline.png"
     files = (example_clip(), clips["long"])
@@ -160,6 +161,7 @@ def test_usage_errors_exit_non_zero_with_one_line(clips, pretrained_path, tmp_pa
     assert "--example" in capsys.readouterr().err
 
 
+@pytest.mark.backend
 def test_extract_npz_and_hdf5(clips, pretrained_path, tmp_path):
     from soundnet_keras.architecture import output_length
 
@@ -211,6 +213,7 @@ def test_esc10_clips_classify(shared_dir, pretrained_path, tmp_path):
     assert len(records) == len(clips) and all(r["padded"] and r["duration_s"] == pytest.approx(5.0) for r in records)
 
 
+@pytest.mark.backend
 @pytest.mark.slow
 def test_classify_with_a_trained_head(shared_dir, pretrained_net, pretrained_path, tmp_path):
     from soundnet_keras.transfer import ClipClassifier

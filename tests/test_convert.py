@@ -152,6 +152,7 @@ def test_reference_forward_outputs_and_errors(params5: dict) -> None:
 # Converter
 
 
+@pytest.mark.backend
 def test_convert_writes_validated_weights_with_metadata(tmp_path: Path, t7_soundnet5: Path) -> None:
     categories = {"objects": [f"object {i}" for i in range(1000)], "scenes": [f"scene {i}" for i in range(401)]}
     lines: list[str] = []

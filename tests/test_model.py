@@ -76,6 +76,7 @@ def test_geometry_agrees_with_shapes_for_many_lengths():
                 assert last_end <= n - geo.offset
 
 
+@pytest.mark.backend
 @pytest.mark.slow
 def test_every_layer_matches_the_float64_reference(random_net):
     arch, torch_params, net = random_net
@@ -112,6 +113,7 @@ def test_too_short_inputs_raise_the_guard(random_net):
             net.features(np.zeros(short, np.float32), layer=name)
 
 
+@pytest.mark.backend
 def test_padding_options(random_net):
     arch, _, net = random_net
     crop = architecture.repeated_length(arch)
@@ -155,6 +157,7 @@ def test_padding_plan_for_the_heads():
         architecture.plan_input("soundnet8", ("objects",), 0, "repeat")
 
 
+@pytest.mark.backend
 def test_batches_and_lists_match_single_clips(random_net):
     arch, _, net = random_net
     rng = np.random.default_rng(5)
@@ -228,6 +231,7 @@ def test_torch7_numerics_in_the_keras_model():
     assert model.get_layer("pool5").padding == "valid"
 
 
+@pytest.mark.backend
 def test_save_load_round_trip_and_strict_loading(tmp_path):
     arch = "soundnet5"
     params = torch_to_keras(arch, random_torch_params(arch, np.random.default_rng(2)))

@@ -35,6 +35,7 @@ def test_pretrained_weights_carry_metadata(pretrained_path):
     assert weights.categories["objects"][319].startswith("dragonfly, darner, devil's darning needle")
 
 
+@pytest.mark.backend
 @pytest.mark.network
 def test_golden_outputs_at_every_layer(pretrained_net, railroad, golden):
     waveform, rate = railroad
@@ -52,6 +53,7 @@ def test_golden_outputs_at_every_layer(pretrained_net, railroad, golden):
         assert error <= 1e-4, (name, error)
 
 
+@pytest.mark.backend
 @pytest.mark.network
 def test_railroad_is_a_railroad_track(pretrained_net, railroad):
     prediction = pretrained_net.predict(*railroad)
@@ -78,6 +80,7 @@ def test_offline_without_cache_says_how_to_convert(tmp_path, monkeypatch):
         SoundNet.from_pretrained("soundnet8")
 
 
+@pytest.mark.backend
 @pytest.mark.network
 def test_pretrained_file_is_keras_native(pretrained_path, pretrained_net, railroad):
     """``keras.Model.load_weights`` reads the pretrained file: a plain Keras model of the table gives the same heads."""

@@ -86,6 +86,7 @@ def test_plausible_label_map_names_real_categories(pretrained_net):
         assert set(PLAUSIBLE_SCENES[category]) <= scenes, category
 
 
+@pytest.mark.backend
 def test_default_predict_on_real_5s_clips_is_varied_and_plausible(pretrained_net, esc10):
     predictions = pretrained_net.predict([samples for _, samples, _, _ in esc10], esc10[0][2])
     quality = label_quality(predictions, [c[3] for c in esc10], pretrained_net.categories["objects"])
@@ -118,6 +119,7 @@ def test_default_predict_on_real_10s_clips_is_varied_and_plausible(pretrained_ne
     assert all(p.padded_to_s == pytest.approx(20.0) for p in predictions)  # 10 s < 10.98 s: repeated to 20 s
 
 
+@pytest.mark.backend
 def test_soundnet_classify_on_real_clips_matches_the_api(pretrained_net, pretrained_path, shared_dir, tmp_path, esc10):
     from soundnet_keras.cli import classify
 
@@ -187,6 +189,7 @@ def test_padding_policy_zeros_follows_the_same_plan(pretrained_net, esc10):
 
 
 # ------------------------------------------------------------------------------------------------ arrays as given
+@pytest.mark.backend
 def test_stereo_arrays_as_soundfile_returns_them(pretrained_net, esc10, tmp_path):
     _, mono, rate, _ = esc10[5]
     stereo = np.stack([mono, 0.5 * mono[::-1]], axis=1)  # (samples, 2): soundfile's layout
@@ -280,6 +283,7 @@ def test_clear_cache_flag(pretrained_path, shared_dir, tmp_path, capsys):
     assert len(list(cache.rglob("*.npz"))) == 4  # cleared, then filled again by this run
 
 
+@pytest.mark.backend
 def test_exported_models_pad_tiny_inputs_like_predict(pretrained_net, railroad, tmp_path):
     import keras
 
@@ -290,7 +294,12 @@ def test_exported_models_pad_tiny_inputs_like_predict(pretrained_net, railroad, 
         expected = pretrained_net.intermediates(waveform[:n], layers=("objects", "scenes"), pad="repeat")
         for head in ("objects", "scenes"):
             assert np.isfinite(out[head]).all(), n
-            np.testing.assert_allclose(out[head][0], expected[head].values, rtol=1e-4, atol=1e-4)
+            # Equal to float precision, relative to the logits' scale. One sample repeated is a constant signal
+            # whose sums cancel: there the folded and unfolded passes differ by up to 3e-5 of the scale (JAX, CPU).
+            want = expected[head].values
+            np.testing.assert_allclose(
+                out[head][0], want, rtol=1e-4, atol=(1e-4 if n == 1 else 1e-5) * np.abs(want).max()
+            )
     tiny = waveform[None, : round(0.1 * rate)]
     path = pretrained_net.export(tmp_path / "soundnet8.keras")
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -305,13 +314,14 @@ def test_exported_models_pad_tiny_inputs_like_predict(pretrained_net, railroad, 
     )
     proc = subprocess.run([sys.executable, "-c", fresh, str(path)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "(1, 4, 401)", proc.stderr[-2000:]
-    import tensorflow as tf
+    if keras.backend.backend() == "tensorflow":  # SavedModel export: TensorFlow only (tests/test_backends.py)
+        import tensorflow as tf
 
-    folder = pretrained_net.export(tmp_path / "saved", format="tf_saved_model")
-    saved = tf.saved_model.load(str(folder))  # keep a reference: serve() needs the loaded object's variables
-    served = saved.serve(tf.constant(tiny))
-    assert np.isfinite(served["scenes"].numpy()).all() and served["scenes"].shape == (1, 4, 401)
-    np.testing.assert_allclose(served["scenes"].numpy(), serving.predict_on_batch(tiny)["scenes"], atol=1e-4)
+        folder = pretrained_net.export(tmp_path / "saved", format="tf_saved_model")
+        saved = tf.saved_model.load(str(folder))  # keep a reference: serve() needs the loaded object's variables
+        served = saved.serve(tf.constant(tiny))
+        assert np.isfinite(served["scenes"].numpy()).all() and served["scenes"].shape == (1, 4, 401)
+        np.testing.assert_allclose(served["scenes"].numpy(), serving.predict_on_batch(tiny)["scenes"], atol=1e-4)
     with pytest.raises(ConfigError, match=r"must end in \.keras"):
         pretrained_net.export(tmp_path / "model.h5")
     with pytest.raises(ConfigError, match="unknown export format"):
