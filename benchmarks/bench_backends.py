@@ -118,7 +118,7 @@ def measure(args: argparse.Namespace) -> dict:
 
     net = SoundNet.from_pretrained(args.weights, verbose=False) if args.weights else SoundNet("soundnet8")
     batch = (0.1 * np.random.default_rng(0).standard_normal((BATCH, SECONDS * SR))).astype(np.float32)
-    odd = batch[:, : SECONDS * SR - 12_345]
+    odd = batch[:, : SECONDS * SR - 2_345]  # still one head frame (209,374 samples)
     audio_seconds = BATCH * SECONDS
     golden = np.load(args.golden) if args.golden else None
     clip = None

@@ -247,13 +247,16 @@ class SoundNet:
         return self._runners[key]
 
     def forward(self, batch: np.ndarray, layers: Iterable[str]) -> dict[str, np.ndarray]:
-        """Run a prepared (batch, samples) float32 array at 22,050 Hz through the network (no checks, no padding).
+        """Run a prepared (batch, samples) float32 array at 22,050 Hz through the network (no padding).
 
         Returns each requested output as (batch, frames, channels). Prefer :meth:`features` / :meth:`predict`.
+        An input shorter than an output's ``min_samples`` raises :class:`~soundnet_keras.errors.InputTooShortError`.
         """
         names = tuple(layers)
         if np.ndim(batch) != 2 or np.shape(batch)[1] < 1:
             raise ConfigError(f"forward() takes a (batch, samples) array, got shape {np.shape(batch)}; see features()")
+        for name in names:
+            arch_mod.check_length(self.arch, name, np.shape(batch)[1])
         out = self._runner(names)(batch)
         return {name: out[name] for name in names}
 
