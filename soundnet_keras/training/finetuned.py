@@ -95,17 +95,22 @@ class FinetunedClassifier:
         return min_samples_for(self.arch, self.layer, self.head_kernel)
 
     def _probabilities(self, audio: np.ndarray) -> np.ndarray:
-        import tensorflow as tf  # heavy (TensorFlow): only when a fine-tuned network runs
+        import keras  # heavy (Keras): only when a fine-tuned network runs
 
         if self._run is None:
             model = self.model
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf  # the active backend: one trace for inputs of any length
 
-            @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)], reduce_retracing=True)
-            def run(batch):
-                return model(batch, training=False)
+                @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)], reduce_retracing=True)
+                def run(batch):
+                    return model(batch, training=False)
 
-            self._run = run
-        return np.asarray(self._run(audio[None].astype(np.float32)))[0].astype(np.float64)
+                self._run = run
+            else:  # JAX, PyTorch: Keras' own inference step (no gradients kept)
+                self._run = model.predict_on_batch
+        probabilities = keras.ops.convert_to_numpy(self._run(audio[None].astype(np.float32)))
+        return np.asarray(probabilities)[0].astype(np.float64)
 
     def predict_waveform(self, waveform: object, sample_rate: int = SAMPLE_RATE, *, source: str = "") -> ClipResult:
         """Class probabilities of one clip (float in [-1, 1] or integer samples, any rate; (samples,) or (samples,

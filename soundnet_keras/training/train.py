@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, check_head_classes, heads, layer_table
@@ -190,7 +191,7 @@ def build_student(
             }:
                 params = {**params, spec.name: fresh[spec.name]}
         set_params(base, arch, params, head_classes=sizes)
-    if synchronized_batchnorm:
+    if synchronized_batchnorm and keras.backend.backend() == "tensorflow":  # JAX and PyTorch have no such option
         for layer in base.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = True  # global-batch statistics under MirroredStrategy (read at call time)
@@ -279,16 +280,17 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         )
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        peak = tf.constant(self.peak, tf.float32)
+        ops = keras.ops  # the optimizer's step is a tensor of the active backend
+        step = ops.cast(step, "float32")
+        peak = ops.convert_to_tensor(self.peak, "float32")
         if self.kind == "cosine":
             progress = (step - self.warmup_steps) / float(self.total_steps - self.warmup_steps)
-            after = peak * 0.5 * (1.0 + tf.cos(math.pi * tf.clip_by_value(progress, 0.0, 1.0)))
+            after = peak * 0.5 * (1.0 + ops.cos(math.pi * ops.clip(progress, 0.0, 1.0)))
         else:
-            after = peak
+            after = peak * ops.ones_like(step)
         if not self.warmup_steps:
             return after
-        return tf.where(step < self.warmup_steps, peak * (step + 1.0) / self.warmup_steps, after)
+        return ops.where(step < self.warmup_steps, peak * (step + 1.0) / self.warmup_steps, after)
 
     def get_config(self) -> dict:
         return {
@@ -695,13 +697,26 @@ class _HeldOutKL(keras.callbacks.Callback):
     def _batch_sum(self):
         model, losses = self.model, self.model.loss
 
-        @tf.function(reduce_retracing=True)
         def batch_sum(audio, targets):
+            logits = model.predict_on_batch(audio)  # inference mode, on the active backend
+            per_example = sum(
+                np.asarray(keras.ops.convert_to_numpy(losses[head].call(targets[head], logits[head])), np.float64)
+                for head in targets
+            )
+            return float(np.sum(per_example)), int(np.shape(audio)[0])
+
+        if keras.backend.backend() != "tensorflow":
+            return lambda audio, targets: batch_sum(
+                np.asarray(audio), {head: np.asarray(value) for head, value in targets.items()}
+            )
+
+        @tf.function(reduce_retracing=True)
+        def tf_batch_sum(audio, targets):
             logits = model(audio, training=False)
             per_example = tf.add_n([losses[head].call(targets[head], logits[head]) for head in targets])
             return tf.reduce_sum(tf.cast(per_example, tf.float64)), tf.shape(audio)[0]
 
-        return batch_sum
+        return tf_batch_sum
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
