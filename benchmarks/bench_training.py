@@ -3,9 +3,10 @@
 Measures the model, not the input pipeline: one random batch (audio in [-1, 1], random teacher distributions) is
 repeated from device memory. Each precision is measured in a fresh process (Keras' dtype policy is global).
 
-    python benchmarks/bench_training.py                          # soundnet8, batch 64, float32 + mixed_float16
-    python benchmarks/bench_training.py --batch-size 2 --steps 3 --precision float32 mixed_bfloat16   # CPU smoke run
-    python benchmarks/bench_training.py --strategy mirrored      # all GPUs; --batch-size is the global batch
+    python benchmarks/bench_training.py                          # soundnet8, batch 64, default + mixed_float16
+    python benchmarks/bench_training.py --batch-size 2 --steps 3 --precision default mixed_bfloat16   # CPU smoke run
+    python benchmarks/bench_training.py --strategy data_parallel # all GPUs; --batch-size is the global batch
+    KERAS_BACKEND=jax python benchmarks/bench_training.py       # any Keras backend (data_parallel: TF or JAX)
 
 Prints one JSON line per precision: arch, batch, crop seconds, precision, device, replicas, seconds per step and
 clips/s (median over the timed steps, after the warm-up steps).
@@ -31,6 +32,8 @@ def measure(args: argparse.Namespace, precision: str) -> dict:
     import tensorflow as tf
 
     from soundnet_keras.architecture import SAMPLE_RATE, output_length
+    from soundnet_keras.precision import precision_scope
+    from soundnet_keras.training.strategies import fit_scope
     from soundnet_keras.training.train import (
         STANDARD_CLASSES,
         build_student,
@@ -64,15 +67,16 @@ def measure(args: argparse.Namespace, precision: str) -> dict:
             float(logs["loss"])  # wait for the step to finish
             times.append(time.perf_counter() - self.start)
 
-    model.fit(data, steps_per_epoch=args.warmup + args.steps, epochs=1, verbose=0, callbacks=[Timer()], shuffle=False)
+    with fit_scope(strategy), precision_scope("highest" if precision == "highest" else "default"):
+        model.fit(data, steps_per_epoch=args.warmup + args.steps, epochs=1, verbose=0, callbacks=[Timer()])
     step = float(np.median(times[args.warmup :]))
-    gpus = tf.config.list_physical_devices("GPU")
-    device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else "CPU"
+    gpus, device = _accelerators()
     return {
         "arch": args.arch,
         "batch": args.batch_size,
         "crop_seconds": args.crop_seconds,
         "precision": precision,
+        "backend": keras.backend.backend(),
         "device": device,
         "gpus": len(gpus),
         "cpu_threads": os.cpu_count(),
@@ -82,6 +86,27 @@ def measure(args: argparse.Namespace, precision: str) -> dict:
         "seconds_per_step": round(step, 4),
         "clips_per_s": round(args.batch_size / step, 3),
     }
+
+
+def _accelerators() -> tuple[list, str]:
+    """(the GPUs the active backend sees, the first one's name or "CPU")."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return gpus, tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else "CPU"
+    if backend == "jax":
+        import jax
+
+        gpus = jax.devices("gpu") if jax.default_backend() == "gpu" else []
+        return gpus, gpus[0].device_kind if gpus else "CPU"
+    import torch
+
+    count = torch.cuda.device_count()
+    return list(range(count)), torch.cuda.get_device_name(0) if count else "CPU"
 
 
 def main() -> int:
@@ -94,10 +119,10 @@ def main() -> int:
     parser.add_argument(
         "--precision",
         nargs="+",
-        default=["float32", "mixed_float16"],
-        choices=("float32", "mixed_float16", "mixed_bfloat16"),
+        default=["default", "mixed_float16"],
+        choices=("highest", "default", "mixed_bfloat16", "mixed_float16"),
     )
-    parser.add_argument("--strategy", default="default", choices=("default", "mirrored"))
+    parser.add_argument("--strategy", default="default", choices=("default", "data_parallel", "mirrored"))
     parser.add_argument("--_one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._one:

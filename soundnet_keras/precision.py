@@ -26,6 +26,35 @@ DEFAULT_PRECISION = "highest"
 """What the library runs unless told otherwise: the Torch7-exact results it promises, on CPUs and GPUs alike."""
 
 
+TRAINING_PRECISIONS = ("highest", "default", "mixed_bfloat16", "mixed_float16")
+"""The precision choices of training (``soundnet-train``, :func:`~soundnet_keras.training.train.train`): the three of
+inference, as Keras dtype policies (float32 for ``highest`` and ``default``, whose difference is TF32), plus
+``mixed_float16`` (float16 compute with dynamic loss scaling, for GPUs without bfloat16 units)."""
+
+DEFAULT_TRAINING_PRECISION = "default"
+"""Training runs with the backend's own float32 settings (TF32 on recent GPUs, as a plain PyTorch training loop gets
+for its convolutions): the student–teacher KL needs no Torch7-exact arithmetic, and TF32 is faster."""
+
+_TRAINING_ALIASES = {"float32": "default"}
+"""Earlier names still accepted: ``float32`` was the training precision before the names were unified."""
+
+
+def check_training_precision(precision: str) -> str:
+    """The :data:`TRAINING_PRECISIONS` name ``precision`` means (``float32`` is read as ``default``), else a
+    :class:`ConfigError` listing them."""
+    name = _TRAINING_ALIASES.get(precision, precision)
+    if name not in TRAINING_PRECISIONS:
+        raise ConfigError(f"unknown training precision {precision!r}: expected one of {', '.join(TRAINING_PRECISIONS)}")
+    return name
+
+
+def training_policy(precision: str) -> str:
+    """The Keras dtype policy training runs under ``precision``: ``float32``, ``mixed_bfloat16`` or
+    ``mixed_float16``."""
+    name = check_training_precision(precision)
+    return "float32" if name in ("highest", "default") else name
+
+
 def check_precision(precision: str) -> str:
     """``precision`` if it names one of :data:`PRECISIONS`, else a :class:`ConfigError` listing them."""
     if precision not in PRECISIONS:

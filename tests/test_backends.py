@@ -91,6 +91,29 @@ def test_compute_dtypes():
     assert [compute_dtype(p) for p in PRECISIONS] == ["float32", "float32", "bfloat16"]
 
 
+def test_training_precisions_are_the_inference_names_plus_float16():
+    from soundnet_keras.cli.train import build_parser
+    from soundnet_keras.precision import TRAINING_PRECISIONS, check_training_precision, training_policy
+
+    assert TRAINING_PRECISIONS[:3] == PRECISIONS and TRAINING_PRECISIONS[3] == "mixed_float16"
+    policies = [training_policy(p) for p in TRAINING_PRECISIONS]
+    assert policies == ["float32", "float32", "mixed_bfloat16", "mixed_float16"]
+    assert check_training_precision("float32") == "default"  # the earlier name
+    with pytest.raises(ConfigError, match="unknown training precision 'float64': expected one of highest, default"):
+        check_training_precision("float64")
+    args = build_parser().parse_args(["shards", "-o", "run"])
+    assert args.precision == "default" and args.strategy == "default"
+    assert build_parser().parse_args(["shards", "-o", "run", "--precision", "highest"]).precision == "highest"
+
+
+def test_train_cli_strategies_are_the_library_strategies():
+    from soundnet_keras.cli.train import build_parser
+    from soundnet_keras.training.strategies import STRATEGIES
+
+    action = next(a for a in build_parser()._actions if a.dest == "strategy")
+    assert tuple(action.choices) == STRATEGIES
+
+
 def _tf32_state() -> object:
     """The active backend's TensorFloat-32 switches, as it reports them."""
     if BACKEND == "tensorflow":

@@ -80,7 +80,7 @@ def test_one_and_two_replicas_train_on_the_same_batches(shards: Path, tmp_path: 
 
 def test_missing_devices_are_named_quickly(tmp_path: Path, shards: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from soundnet_keras.cli.train import main
-    from soundnet_keras.training.train import check_devices, make_strategy
+    from soundnet_keras.training.strategies import check_devices, make_strategy
 
     began = time.monotonic()
     args = [str(shards), "-o", str(tmp_path / "run"), "--strategy", "mirrored", "--devices", "/cpu:0", "/cpu:7"]
@@ -92,8 +92,130 @@ def test_missing_devices_are_named_quickly(tmp_path: Path, shards: Path, capsys:
     assert time.monotonic() - began < 60
     with pytest.raises(ConfigError, match=r"name\(s\) the same device twice"):
         check_devices(["/cpu:0", "CPU:0"])
-    with pytest.raises(ConfigError, match="need the mirrored strategy"):
+    with pytest.raises(ConfigError, match=r"need the data_parallel \(or mirrored\) strategy"):
         make_strategy("default", ["/cpu:0"])
+    with pytest.raises(ConfigError, match="unknown strategy 'horovod': expected one of default, data_parallel"):
+        make_strategy("horovod")
+
+
+EXPECTED_STRATEGIES = {  # what each backend makes of each strategy name: a class name, or the refusal's words
+    "tensorflow": {
+        "default": "_DefaultDistributionStrategy",
+        "data_parallel": "MirroredStrategy",
+        "mirrored": "MirroredStrategy",
+    },
+    "jax": {
+        "default": "OneDevice",
+        "data_parallel": "DataParallel",
+        "mirrored": "the mirrored strategy is tf.distribute and needs KERAS_BACKEND=tensorflow (now jax); "
+        "--strategy data_parallel",
+        "multiworker": "the multiworker strategy is tf.distribute and needs KERAS_BACKEND=tensorflow (now jax)",
+    },
+    "torch": {
+        "default": "OneDevice",
+        "data_parallel": "the data_parallel strategy needs KERAS_BACKEND=tensorflow or jax (now torch): Keras has "
+        "no distribution API for the torch backend",
+        "mirrored": "the mirrored strategy is tf.distribute and needs KERAS_BACKEND=tensorflow (now torch); Keras has "
+        "no distribution API",
+    },
+}
+
+
+@pytest.mark.backend
+def test_each_backend_makes_or_refuses_each_strategy_by_name() -> None:
+    import keras
+
+    from soundnet_keras.training.strategies import make_strategy
+
+    for kind, expected in EXPECTED_STRATEGIES[keras.backend.backend()].items():
+        if expected[0].isupper() or expected.startswith("_"):
+            strategy = make_strategy(kind, ["/cpu:0"] if kind in ("data_parallel", "mirrored") else None)
+            assert type(strategy).__name__ == expected, (kind, strategy)
+            assert strategy.num_replicas_in_sync == 1
+            with strategy.scope():
+                pass
+        else:
+            with pytest.raises(ConfigError) as error:
+                make_strategy(kind)
+            assert str(error.value).startswith(expected), (kind, str(error.value))
+
+
+JAX_DATA_PARALLEL_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    os.environ["KERAS_BACKEND"] = "jax"
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # two logical CPU devices
+    import keras
+    import numpy as np
+    import tensorflow as tf  # tf.data feeds every backend
+    from soundnet_keras.training.data import make_dataset
+    from soundnet_keras.training.strategies import make_strategy
+    from soundnet_keras.training.train import TrainConfig, build_student, compile_student, train
+
+    shards, out = Path(sys.argv[1]), Path(sys.argv[2])
+    ds, info = make_dataset(shards, arch="soundnet5", batch_size=4, crop_steps=3, training=False)
+    batch = next(iter(ds))
+    keras.utils.set_random_seed(0)
+    init = build_student("soundnet5", info.heads).get_weights()
+    weights, replicas, sharding = {}, {}, {}
+    for name, kind in (("one", "default"), ("two", "data_parallel")):
+        strategy = make_strategy(kind, ["cpu:0", "/CPU:1"] if kind == "data_parallel" else None)
+        with strategy.scope():
+            model = build_student("soundnet5", info.heads)
+            model.set_weights(init)
+            compile_student(model, optimizer=keras.optimizers.SGD(0.01))  # SGD: see the mirrored test
+            model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False)
+        weights[name], replicas[name] = model.get_weights(), strategy.num_replicas_in_sync
+        sharding[name] = len(model.weights[0].value.sharding.device_set)
+    trainable = [v.trainable for v in model.weights]
+    def largest(pairs, relative=False):
+        return max(float(np.max(np.abs(a - b) / (np.abs(a) + 1e-3 if relative else 1)))
+                   for (a, b), t in zip(pairs, trainable) if t == (not relative))
+
+    class Losses(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.losses = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.losses.append(float(logs["loss"]))
+
+    runs = {}
+    for name, kind in (("one", "default"), ("two", "data_parallel")):
+        losses = Losses()
+        result = train(TrainConfig(shards, out / name, arch="soundnet5", steps=2, batch_size=4, crop_seconds=3,
+                                   checkpoint_every=2, seed=11, verbose=0, tensorboard=False, strategy=kind,
+                                   precision="highest", val_fraction=0.25), callbacks=[losses])
+        runs[name] = {"losses": losses.losses, "replicas": result.replicas,
+                      "val_loss": result.history["val_loss"], "weights": str(result.weights_path)}
+    print(json.dumps({
+        "diff": largest(list(zip(weights["one"], weights["two"]))),
+        "moved": largest(list(zip(weights["one"], init))),
+        "stats_rel_diff": largest(list(zip(weights["one"], weights["two"])), relative=True),
+        "stats_rel_moved": largest(list(zip(weights["one"], init)), relative=True),
+        "replicas": replicas, "sharding": sharding, "runs": runs,
+    }))
+""")
+
+
+def test_jax_data_parallel_on_two_devices_equals_one_device(shards: Path, tmp_path: Path) -> None:
+    """keras.distribution.DataParallel over two logical CPU devices under JAX: one step gives the weights of one
+    device (BatchNorm statistics of the global batch included), and train() runs on it with the same batches."""
+    done = run_script(JAX_DATA_PARALLEL_SCRIPT, shards, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == {"one": 1, "two": 2} and result["sharding"] == {"one": 1, "two": 2}, result
+    assert result["moved"] > 1e-3 and result["stats_rel_moved"] > 1e-2, result  # the step changed the weights
+    assert result["diff"] < 1e-3 * result["moved"], result  # trainable weights: same step to float tolerance
+    assert result["stats_rel_diff"] < 1e-4, result  # moving statistics: global-batch statistics on both
+    one, two = result["runs"]["one"], result["runs"]["two"]
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    assert math.isclose(one["losses"][0], two["losses"][0], rel_tol=1e-5), (one, two)
+    assert math.isclose(one["val_loss"][0], two["val_loss"][0], rel_tol=1e-3), (one, two)
+    from soundnet_keras.weights import load_weights
+
+    for run in (one, two):  # the package's weights file, written from sharded variables
+        assert load_weights(run["weights"]).architecture == "soundnet5"
 
 
 @pytest.mark.backend

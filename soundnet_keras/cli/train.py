@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..precision import DEFAULT_TRAINING_PRECISION, TRAINING_PRECISIONS
 from .common import guard
 
 
@@ -39,15 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strategy",
         default="default",
-        choices=("default", "mirrored", "multiworker"),
-        help="default: one device; mirrored: all GPUs of this machine; multiworker: TF_CONFIG cluster",
+        choices=("default", "data_parallel", "mirrored", "multiworker"),  # strategies.STRATEGIES, without Keras
+        help="default: one device; data_parallel: all GPUs of this machine (TensorFlow MirroredStrategy, JAX "
+        "keras.distribution.DataParallel); mirrored: the same, TensorFlow only; multiworker: TF_CONFIG cluster "
+        "(TensorFlow only)",
     )
-    parser.add_argument("--devices", nargs="+", help="devices for --strategy mirrored (default: all GPUs)")
+    parser.add_argument(
+        "--devices", nargs="+", help="devices for --strategy data_parallel / mirrored (default: all GPUs)"
+    )
     parser.add_argument(
         "--precision",
-        default="float32",
-        choices=("float32", "mixed_float16", "mixed_bfloat16"),
-        help="mixed_float16 on GPUs (default float32)",
+        default=DEFAULT_TRAINING_PRECISION,
+        choices=(*TRAINING_PRECISIONS, "float32"),
+        help="default: float32 with the backend's settings, TF32 on recent GPUs (the default); highest: TF32 off; "
+        "mixed_bfloat16; mixed_float16 (GPUs, loss scaling); float32: the earlier name of default",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -2,17 +2,21 @@
 
 :func:`train` runs the whole procedure of the authors' ``main_train.lua`` with Keras ``fit``:
 
-* **Strategy** (``default`` | ``mirrored`` | ``multiworker``): the model and optimizer are created in
-  ``strategy.scope()``. ``multiworker`` is configured by ``TF_CONFIG`` (one process per machine, all started with
-  the same arguments); without ``TF_CONFIG`` it runs as a single worker.
+* **Strategy** (``default`` | ``data_parallel`` | ``mirrored`` | ``multiworker``; see
+  :mod:`~soundnet_keras.training.strategies` for each backend): the model and optimizer are created in
+  ``strategy.scope()``. ``data_parallel`` is ``MirroredStrategy`` under TensorFlow and
+  ``keras.distribution.DataParallel`` under JAX. ``multiworker`` is configured by ``TF_CONFIG`` (one process per
+  machine, all started with the same arguments); without ``TF_CONFIG`` it runs as a single worker.
 * **Batch and learning rate**: ``batch_size`` is the *global* batch (the original: 64), split evenly over the
   replicas (it must be divisible by their number). The loss is the mean over the global batch (Keras divides each
   replica's loss by the number of replicas, and gradients are summed across replicas), so one step on N replicas
   equals one step on one device with the same global batch, and the learning rate needs no change.
   ``scale_lr=True`` applies the linear scaling rule instead (``lr × batch_size / 64``) for users who raise the
-  global batch. BatchNorm statistics are synchronised across replicas (global-batch statistics, as on one device).
-* **Precision**: ``float32`` (default), ``mixed_float16`` (GPUs; the optimizer gets dynamic loss scaling) or
-  ``mixed_bfloat16`` (recent CPUs / TPUs / Ampere+ GPUs). The loss is always computed in float32.
+  global batch. BatchNorm statistics are those of the global batch, as on one device (synchronized BatchNorm under
+  TensorFlow; one program over all devices under JAX).
+* **Precision**: ``default`` (float32 with the backend's own settings: TF32 on recent GPUs), ``highest`` (float32,
+  TF32 off), ``mixed_bfloat16`` (recent CPUs / TPUs / Ampere+ GPUs) or ``mixed_float16`` (GPUs; the optimizer gets
+  dynamic loss scaling); ``float32`` is read as ``default``. The loss is always computed in float32.
 * **Steps, checkpoints and resumption**: training runs ``steps`` optimizer steps; a Keras *epoch* is one checkpoint
   interval of ``checkpoint_every`` steps. At each interval's end a numbered checkpoint is written
   (``checkpoints/step-NNNNNNNN.weights.h5``, the package's weights format when the student has both heads, of any
@@ -60,6 +64,7 @@ from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, check_head
 from ..errors import ConfigError
 from ..files import sha256_file, write_text_atomic
 from ..network import build_network, get_params, set_params
+from ..precision import DEFAULT_TRAINING_PRECISION, check_training_precision, precision_scope, training_policy
 from ..pretrained import resolve
 from ..validation import check_positive
 from ..weights import WeightsFile, custom_head_classes, generic_names, keras_shapes, load_weights, save_weights
@@ -72,84 +77,19 @@ from .data import (
     read_manifest,
 )
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
+from .strategies import fit_scope, make_strategy, worker_info
 
-STRATEGIES = ("default", "mirrored", "multiworker")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 REFERENCE_BATCH = 64
 """The original's batch size, the reference of ``scale_lr``."""
 STANDARD_CLASSES = {"objects": OBJECT_CLASSES, "scenes": SCENE_CLASSES}
 
 
-# ------------------------------------------------------------------------------------------------ strategies
-def worker_info() -> tuple[str, int, bool]:
-    """(task type, task index, is chief) of this process from ``TF_CONFIG`` (``("worker", 0, True)`` without it)."""
-    raw = os.environ.get("TF_CONFIG", "")
-    if not raw:
-        return "worker", 0, True
-    try:
-        config = json.loads(raw)
-        task = config.get("task", {})
-        kind, index = str(task.get("type", "worker")), int(task.get("index", 0))
-        cluster = config.get("cluster", {})
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise ConfigError(f"TF_CONFIG is not valid JSON with a 'task' entry: {exc}") from None
-    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
-    return kind, index, chief
-
-
-def _device_key(name: str) -> tuple[str, int] | None:
-    """``(TYPE, index)`` of a device name (``/cpu:0``, ``GPU:1``, ``/job:localhost/device:GPU:0``); None when it
-    cannot be parsed."""
-    try:
-        spec = tf.DeviceSpec.from_string(name if name.startswith("/") else "/" + name)
-    except (ValueError, TypeError):
-        return None
-    if spec.device_type is None:
-        return None
-    return spec.device_type.upper(), spec.device_index or 0
-
-
-def check_devices(devices: Sequence[str]) -> list[str]:
-    """``devices`` if each one exists on this machine (TensorFlow's logical devices) and none is named twice; else
-    a one-line :class:`ConfigError` naming the missing devices and listing the available ones.
-
-    Called before a ``MirroredStrategy`` is built: given a device that does not exist, it waits forever for it.
-    """
-    available = [d.name for d in tf.config.list_logical_devices()]
-    known = {_device_key(name) for name in available}
-    keys = [_device_key(str(d)) for d in devices]
-    missing = [str(d) for d, key in zip(devices, keys, strict=True) if key is None or key not in known]
-    if missing:
-        listed = ", ".join(f"/{t.lower()}:{i}" for t, i in sorted(k for k in known if k is not None))
-        raise ConfigError(f"device(s) {', '.join(missing)} not found on this machine; available: {listed or 'none'}")
-    repeated = sorted({str(d) for d, key in zip(devices, keys, strict=True) if keys.count(key) > 1})
-    if repeated:
-        raise ConfigError(f"devices must be distinct, but {', '.join(repeated)} name(s) the same device twice")
-    return [str(d) for d in devices]
-
-
-def make_strategy(kind: str = "default", devices: Sequence[str] | None = None):
-    """A ``tf.distribute`` strategy: ``default`` (one device), ``mirrored`` (``devices`` or all GPUs, else the
-    CPU), ``multiworker`` (``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``). ``devices`` are checked
-    first (:func:`check_devices`): a missing one is a :class:`ConfigError`, not a hang."""
-    if kind == "default":
-        if devices:
-            raise ConfigError(f"devices {list(devices)} need the mirrored strategy; the default strategy uses one")
-        return tf.distribute.get_strategy()
-    if kind == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=check_devices(devices) if devices else None)
-    if kind == "multiworker":
-        if devices:
-            raise ConfigError("devices cannot be chosen for the multiworker strategy; TF_CONFIG describes the cluster")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError(f"unknown strategy {kind!r}: expected one of {', '.join(STRATEGIES)}")
-
-
-def set_precision(precision: str) -> None:
-    """Set Keras' global dtype policy (``float32``, ``mixed_float16`` or ``mixed_bfloat16``)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    keras.mixed_precision.set_global_policy(precision)
+def set_precision(precision: str) -> str:
+    """Set Keras' global dtype policy for training under ``precision`` (see
+    :data:`~soundnet_keras.precision.TRAINING_PRECISIONS`) and return the policy's name."""
+    policy = training_policy(precision)
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
 
 
 # ------------------------------------------------------------------------------------------------ the student
@@ -321,7 +261,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     strategy: str = "default"
     devices: Sequence[str] | None = None
-    precision: str = "float32"
+    precision: str = DEFAULT_TRAINING_PRECISION
+    """``highest`` | ``default`` | ``mixed_bfloat16`` | ``mixed_float16`` (see
+    :data:`~soundnet_keras.precision.TRAINING_PRECISIONS`; ``float32``, the earlier name, means ``default``)."""
     seed: int = 0
     deterministic: bool = False
     shuffle_buffer: int = 256
@@ -893,7 +835,7 @@ def _resume(
     epochs = [b.epoch for b in scan.usable]
     unusable = bool(scan.damaged and not scan.usable)
     epoch = max(epochs, default=0)
-    if _cluster_size() > 1:
+    if _cluster_size() > 1 and hasattr(strategy, "gather"):  # tf.distribute across workers
         try:
             epoch = agreed_epoch(strategy, epochs, unusable)
         except ConfigError:
@@ -916,7 +858,7 @@ def _run_summary(
     return (
         f"{config.arch}: {info.usable_examples} of {info.total_examples} videos usable, crops of {crop_steps} x "
         f"{info.step_seconds:g} s -> {info.frames} frames per head, heads {info.heads}; {replicas} replica(s), "
-        f"global batch {batch_size}, lr {lr:g}, precision {config.precision}"
+        f"global batch {batch_size}, lr {lr:g}, precision {check_training_precision(config.precision)}"
     )
 
 
@@ -1023,12 +965,14 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
     """Train a student on ``config.shards`` (see the module docstring); returns a :class:`TrainResult`.
 
     ``callbacks`` are extra Keras callbacks (run after the built-in ones); ``strategy`` overrides
-    ``config.strategy`` with a ready ``tf.distribute`` strategy.
+    ``config.strategy`` with a ready one (a ``tf.distribute`` strategy, or what
+    :func:`~soundnet_keras.training.strategies.make_strategy` returns).
     """
     say = log or (lambda message: None)
     plan = _checked_settings(config, say)
+    precision = check_training_precision(config.precision)
     previous_policy = keras.mixed_precision.global_policy()
-    set_precision(config.precision)
+    set_precision(precision)
     try:
         _seed_everything(config)
         strategy = strategy or make_strategy(config.strategy, config.devices)
@@ -1061,15 +1005,16 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
         )
         cbs.extend(callbacks)
         try:
-            history = model.fit(
-                dataset,
-                epochs=epochs,
-                initial_epoch=start_epoch,
-                steps_per_epoch=every,
-                callbacks=cbs,
-                verbose=config.verbose,
-                shuffle=False,
-            )
+            with fit_scope(strategy), precision_scope("highest" if precision == "highest" else "default"):
+                history = model.fit(
+                    dataset,
+                    epochs=epochs,
+                    initial_epoch=start_epoch,
+                    steps_per_epoch=every,
+                    callbacks=cbs,
+                    verbose=config.verbose,
+                    shuffle=False,
+                )
         except tf.errors.DataLossError as exc:  # a shard record fails its CRC: name the shard
             error = damaged_shard_error(config.shards, exc)
             if config.val_shards is not None and "is damaged" not in str(error):
