@@ -47,20 +47,12 @@ REPLICAS_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
     from soundnet_keras.training.train import TrainConfig, train
-
-    class Losses(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.losses = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.losses.append(float(logs["loss"]))
+    from training_helpers import step_losses
 
     out = {}
     for name, strategy, devices in (("one", "default", None), ("two", "mirrored", ["/cpu:0", "/cpu:1"])):
-        losses = Losses()
+        losses = step_losses()
         result = train(TrainConfig(Path(sys.argv[1]), Path(sys.argv[2]) / name, arch="soundnet5", steps=2,
                                    batch_size=4, crop_seconds=3, checkpoint_every=2, seed=11, verbose=0,
                                    tensorboard=False, strategy=strategy, devices=devices), callbacks=[losses])
@@ -151,6 +143,7 @@ JAX_DATA_PARALLEL_SCRIPT = textwrap.dedent("""
     from soundnet_keras.training.data import make_dataset
     from soundnet_keras.training.strategies import make_strategy
     from soundnet_keras.training.train import TrainConfig, build_student, compile_student, train
+    from training_helpers import step_losses
 
     shards, out = Path(sys.argv[1]), Path(sys.argv[2])
     ds, info = make_dataset(shards, arch="soundnet5", batch_size=4, crop_steps=3, training=False)
@@ -172,17 +165,9 @@ JAX_DATA_PARALLEL_SCRIPT = textwrap.dedent("""
         return max(float(np.max(np.abs(a - b) / (np.abs(a) + 1e-3 if relative else 1)))
                    for (a, b), t in zip(pairs, trainable) if t == (not relative))
 
-    class Losses(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.losses = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.losses.append(float(logs["loss"]))
-
     runs = {}
     for name, kind in (("one", "default"), ("two", "data_parallel")):
-        losses = Losses()
+        losses = step_losses()
         result = train(TrainConfig(shards, out / name, arch="soundnet5", steps=2, batch_size=4, crop_seconds=3,
                                    checkpoint_every=2, seed=11, verbose=0, tensorboard=False, strategy=kind,
                                    precision="highest", val_fraction=0.25), callbacks=[losses])

@@ -38,9 +38,25 @@ def kill_after(steps: int):
     return Kill()
 
 
+def step_losses():
+    """A Keras callback recording each training batch's loss in ``.losses``."""
+    import keras  # heavy (Keras/TensorFlow): only in the tests that train
+
+    class Losses(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.losses: list[float] = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.losses.append(float(logs["loss"]))
+
+    return Losses()
+
+
 def run_script(script: str, *args: object, timeout: int = 240) -> subprocess.CompletedProcess:
-    """Run ``script`` with ``args`` in a fresh Python that imports this checkout (TensorFlow's logs silenced)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    """Run ``script`` with ``args`` in a fresh Python that imports this checkout and these helpers (TensorFlow's logs
+    silenced)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     return subprocess.run(
         [sys.executable, "-c", script, *map(str, args)],
         capture_output=True,
