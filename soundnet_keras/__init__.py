@@ -11,6 +11,7 @@ from .errors import (
     AudioError,
     ConfigError,
     ConversionError,
+    FeatureFileError,
     InputTooShortError,
     IntegrityError,
     PretrainedUnavailableError,
@@ -20,7 +21,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_LAZY = {"SoundNet": "model", "Features": "results", "Prediction": "model"}
+_LAZY = {"SoundNet": "model", "Features": "results", "Prediction": "model", "load_features": "extraction"}
 
 
 def __getattr__(name: str):
@@ -36,6 +37,7 @@ __all__ = [
     "AudioError",
     "ConfigError",
     "ConversionError",
+    "FeatureFileError",
     "Features",
     "FrameTimes",
     "Geometry",
@@ -49,4 +51,5 @@ __all__ = [
     "__version__",
     "architectures",
     "geometry",
+    "load_features",
 ]

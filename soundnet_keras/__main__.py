@@ -10,7 +10,7 @@ from . import __version__
 
 COMMANDS = {
     "classify": ("soundnet_keras.cli.classify", "objects and scenes over time for audio files (soundnet-classify)"),
-    "extract": ("soundnet_keras.cli.extract", "features of any layer for many files to .npz/HDF5 (soundnet-extract)"),
+    "extract": ("soundnet_keras.cli.extract", "features of any layer, one resumable file per input (soundnet-extract)"),
     "train-head": ("soundnet_keras.cli.train_head", "train a classifier head on your labelled clips"),
     "bench": ("soundnet_keras.cli.bench", "the paper's ESC-50/ESC-10 benchmark (soundnet-bench esc ...)"),
     "teacher": ("soundnet_keras.cli.teacher", "videos -> audio + teacher distributions shards (soundnet-teacher)"),

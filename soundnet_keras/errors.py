@@ -58,5 +58,9 @@ class IntegrityError(WeightsError):
     """A downloaded or cached file does not have the expected sha256."""
 
 
+class FeatureFileError(SoundNetError):
+    """A feature file cannot be read: damaged, truncated, or not written by soundnet-keras."""
+
+
 class TruncatedAudioWarning(UserWarning):
     """An audio file holds less than its header announces (a write cut off): what is there was decoded."""

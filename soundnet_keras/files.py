@@ -4,7 +4,9 @@ Every file the package writes (weights, heads, fine-tuned models, feature-cache 
 shard manifests) goes through :func:`atomic_path`: the data is written to a fresh temporary file beside the target,
 created with an unpredictable name (``tempfile.mkstemp``: ``O_EXCL``, so a planted name or symlink is never
 followed), and renamed over the target only once complete. A reader sees the old file or the new one, never half;
-a failure or a kill leaves the target untouched.
+a failure or a kill leaves the target untouched. The file gets the permissions a plain ``open`` would give it
+(``0o666`` less the process umask), not ``mkstemp``'s private ``0o600``, so features and weights written on a
+shared machine are readable as any other output.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back; Python has no getter)."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 @contextlib.contextmanager
@@ -30,6 +39,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -152,8 +152,8 @@ def test_usage_errors_exit_non_zero_with_one_line(clips, pretrained_path, tmp_pa
     assert info.value.code == 2 and "positive integer" in capsys.readouterr().err
     assert classify.main([str(clips["short"]), "--output", str(tmp_path / "no" / "dir.txt")]) == 2
     assert capsys.readouterr().err == f"error: --output: folder {str(tmp_path / 'no')!r} does not exist\n"
-    assert extract.main([str(clips["short"]), "--output", str(tmp_path / "features.txt")]) == 2
-    assert "expected a .npz, .h5 or .hdf5 file name" in capsys.readouterr().err
+    assert extract.main([str(clips["short"]), "--output", str(tmp_path / "features.npz")]) == 2
+    assert "writes one feature file per input into a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert classify.main([str(tmp_path / "empty")]) == 2
     assert capsys.readouterr().err.startswith("error: no audio files found in")
@@ -163,9 +163,10 @@ def test_usage_errors_exit_non_zero_with_one_line(clips, pretrained_path, tmp_pa
 
 @pytest.mark.backend
 def test_extract_npz_and_hdf5(clips, pretrained_path, tmp_path):
+    from soundnet_keras import load_features
     from soundnet_keras.architecture import output_length
 
-    target = tmp_path / "features.npz"
+    target = tmp_path / "features"
     proc = run(
         "extract",
         clips["folder"],
@@ -182,24 +183,20 @@ def test_extract_npz_and_hdf5(clips, pretrained_path, tmp_path):
     )
     no_traceback(proc)
     assert proc.returncode == 1 and "broken.wav" in proc.stderr
-    data = np.load(target)
-    files = list(data["files"])
-    long_index = files.index(str(clips["long"]))
-    pool5 = data[f"clip{long_index}/pool5"]
+    features = load_features(target)
+    assert sorted(features) == sorted(str(clips[k]) for k in ("short", "long"))  # not the broken file
+    long = features[str(clips["long"])]
     frames = output_length("soundnet8", "pool5", 13 * 22050)
-    assert pool5.shape == (frames, 256) and data[f"clip{long_index}/pool5_times"].shape == (frames, 3)
-    assert data[f"clip{long_index}/conv7"].shape == (output_length("soundnet8", "conv7", 13 * 22050), 1024)
-    assert f"clip{files.index(str(clips['broken']))}/pool5" not in data.files
-    assert bool(data[f"clip{files.index(str(clips['short']))}/padded"]) is False  # 4 s suffices for pool5/conv7
+    assert long["pool5"].values.shape == (frames, 256) and long["pool5"].times.center.shape == (frames,)
+    assert long["conv7"].values.shape == (output_length("soundnet8", "conv7", 13 * 22050), 1024)
+    assert features[str(clips["short"])].provenance["padding"]["padded"] is False  # 4 s suffices for pool5/conv7
 
-    h5 = tmp_path / "features.h5"
-    proc = run("extract", clips["long"], "-o", h5, "--weights", pretrained_path, "-q", cwd=tmp_path)
+    h5 = tmp_path / "features-h5"
+    proc = run("extract", clips["long"], "-o", h5, "--format", "hdf5", "--weights", pretrained_path, "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    import h5py
-
-    with h5py.File(h5) as handle:
-        np.testing.assert_allclose(handle["clip0/pool5"][()], pool5, rtol=1e-5, atol=1e-5)
-        assert handle["clip0"].attrs["path"] == str(clips["long"])
+    (again,) = load_features(h5).values()
+    np.testing.assert_allclose(again["pool5"].values, long["pool5"].values, rtol=1e-5, atol=1e-5)
+    assert again.input == str(clips["long"]) and again.path.suffix == ".h5"
 
 
 def test_esc10_clips_classify(shared_dir, pretrained_path, tmp_path):

@@ -23,6 +23,7 @@ from .common import (
     ArgumentParser,
     add_cache_arguments,
     add_precision_argument,
+    add_version_argument,
     clear_cache_if_asked,
     guard,
     load_model,
@@ -53,6 +54,7 @@ def build_parser() -> ArgumentParser:
     add_precision_argument(esc)
     esc.add_argument("--no-plot", action="store_true", help="do not write confusion-matrix plots")
     esc.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_version_argument(parser)
     return parser
 
 

@@ -43,6 +43,7 @@ from .common import (
     EXIT_FILE_FAILED,
     EXIT_OK,
     add_precision_argument,
+    add_version_argument,
     check_output,
     input_files,
     load_model,
@@ -355,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_precision_argument(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or model-loading messages")
+    add_version_argument(parser)
     return parser
 
 

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from .. import __version__
 from ..audio import expand_paths
 from ..errors import ConfigError, SoundNetError
 from ..precision import DEFAULT_PRECISION, PRECISIONS
@@ -168,6 +169,11 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
         help="highest: float32 with TF32 off, Torch7-exact on any device (default); default: the backend's own "
         "settings (TF32 on recent GPUs); mixed_bfloat16: about 1e-2 relative error, faster on GPUs",
     )
+
+
+def add_version_argument(parser: argparse.ArgumentParser) -> None:
+    """``-V`` / ``--version``: print the package version and exit."""
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s (soundnet-keras) {__version__}")
 
 
 class ArgumentParser(argparse.ArgumentParser):

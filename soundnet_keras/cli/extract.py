@@ -1,20 +1,19 @@
-"""``soundnet-extract``: features of named SoundNet layers for many audio files, to ``.npz`` or HDF5, with frame times.
+"""``soundnet-extract``: features of named SoundNet layers, one file per input, resumable.
 
 Examples::
 
-    soundnet-extract clips/ --layer pool5 --output features.npz
-    soundnet-extract a.wav b.flac --layer conv5 --layer conv7 --output features.h5
+    soundnet-extract clips/ -o features/                       # pool5 of every audio file below clips/
+    soundnet-extract "audio/**/*.flac" -o feats/ -l conv5 -l conv7 --format hdf5
+    find /data -name '*.wav' | soundnet-extract - -o feats/    # a list of paths on stdin
 
-Layout, for file number ``i`` (in input order) and each requested layer ``L``:
-
-* ``.npz``: ``files`` (paths, strings), ``layers``, ``clip{i}/{L}`` (frames, channels) float32,
-  ``clip{i}/{L}_times`` (frames, 3) float64 start / centre / end seconds, ``clip{i}/duration`` seconds,
-  ``clip{i}/padded`` bool;
-* HDF5 (``.h5`` / ``.hdf5``): group ``clip{i}`` with attributes ``path``, ``duration``, ``padded`` and datasets
-  ``{L}`` and ``{L}_times`` as above; root attributes ``files`` and ``layers``.
+Each input gets ``OUTPUT_DIR/<its path>.<format>`` (``clips/dog/1.wav`` → ``features/dog/1.wav.npz``; see
+:mod:`soundnet_keras.extraction.jobs` for how paths are mirrored) holding each layer's values, frame times and
+padded frames, and a provenance record (layer geometry, padding policy, weights sha256, package version...).
+``OUTPUT_DIR/manifest.jsonl`` records each input's status; a rerun skips what is done (``--overwrite`` redoes it)
+and retries what failed. Read the results with ``soundnet_keras.load_features(OUTPUT_DIR)``.
 
 Clips shorter than the deepest requested layer needs are repeated circularly (``--no-pad`` rejects them). Failed
-files are reported and skipped (their index is absent); the exit status is then 1.
+files are reported, recorded in the manifest and skipped; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -24,34 +23,38 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from ..architecture import output_names
-from ..audio import CHANNEL_MODES, decode_files
-from ..errors import ConfigError, SoundNetError
-from ..files import atomic_path
+from ..architecture import architectures, output_names
+from ..audio import CHANNEL_MODES
+from ..errors import ConfigError
+from ..extraction.formats import FORMATS, SUFFIX_FORMATS, check_format
+from ..extraction.jobs import plan_jobs
 from .common import (
     EXIT_FILE_FAILED,
     EXIT_OK,
     add_precision_argument,
-    check_output,
-    input_files,
+    add_version_argument,
     load_model,
     positive_float,
+    positive_int,
     print_error,
     run_cli,
 )
-
-FORMATS = {".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``soundnet-extract`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="soundnet-extract",
-        description="Write SoundNet features of named layers for many audio files to .npz or HDF5, with frame times.",
+        description="Write SoundNet features of named layers, one file per input (npz, HDF5 or Parquet) with frame "
+        "times and provenance, into an output folder; a rerun resumes where the last one stopped.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="PATH",
+        help="audio files, folders (searched recursively), glob patterns (quote them: 'a/**/*.wav'), or - to read "
+        "a list of paths from standard input, one per line",
+    )
     parser.add_argument(
         "-l",
         "--layer",
@@ -60,88 +63,96 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"layer to extract, repeatable (default pool5); one of {', '.join(output_names('soundnet8'))}",
     )
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output file: .npz, .h5 or .hdf5")
+    parser.add_argument(
+        "-o", "--output-dir", "--output", dest="output_dir", type=Path, required=True, help="output folder"
+    )
+    parser.add_argument("--format", default="npz", choices=tuple(FORMATS), help="feature file format (default npz)")
+    parser.add_argument("--overwrite", action="store_true", help="extract again what the manifest records as done")
+    parser.add_argument(
+        "--relative-to",
+        metavar="DIR",
+        help="mirror files named directly, by glob or on stdin relative to DIR (default: the current folder)",
+    )
     parser.add_argument("--channels", choices=CHANNEL_MODES, default="mix", help="mix to mono (default) or first")
     parser.add_argument(
         "--no-pad", action="store_true", help="reject clips too short for the layer instead of repeating them"
     )
     parser.add_argument("--weights", default="soundnet8", help="pretrained preset or weights file (default soundnet8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="clips per forward pass (default 8)")
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: CPUs, at most 8)")
     parser.add_argument("--chunk-seconds", type=positive_float, default=None, help="chunk length for long files")
     add_precision_argument(parser)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or model-loading messages")
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "bar", "log", "off"),
+        default="auto",
+        help="auto: a bar on a terminal, one line per 5%% of the files elsewhere (default)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress or model-loading messages")
+    add_version_argument(parser)
     return parser
 
 
+def _check_output_dir(path: Path, inputs: Sequence[Path]) -> None:
+    if path.suffix.lower() in SUFFIX_FORMATS and not path.is_dir():
+        raise ConfigError(
+            f"--output-dir {str(path)!r} looks like a file name: soundnet-extract writes one feature file per input "
+            f"into a folder (e.g. -o features/); read them all with soundnet_keras.load_features(folder)"
+        )
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output-dir {str(path)!r} is a file; give a folder (it is created when missing)")
+    resolved = path.resolve()
+    for item in inputs:
+        if item.resolve() == resolved:
+            raise ConfigError(f"--output-dir {str(path)!r} is one of the inputs")
+
+
+def _say(line: str, quiet: bool) -> None:
+    """Notes and per-file errors on stderr (with ``--quiet``, the errors alone)."""
+    if not quiet or line.startswith("error: "):
+        print(line, file=sys.stderr, flush=True)
+
+
 def _run(args: argparse.Namespace) -> int:
-    fmt = FORMATS.get(args.output.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"--output {str(args.output)!r}: expected a .npz, .h5 or .hdf5 file name")
-    files = input_files(args.inputs)
-    check_output(args.output, "--output", files)
-    net = load_model(args.weights, verbose=not args.quiet, precision=args.precision)
+    from ..extraction.run import extract_to_folder  # the network's side: only when the command runs
+
+    check_format(args.format)  # pyarrow present for parquet, before the network loads
     layers = tuple(dict.fromkeys(args.layers or ["pool5"]))
+    known = {name for arch in architectures() for name in output_names(arch)}
+    for layer in layers:
+        if layer not in known:  # before the network loads; its own architecture checks again below
+            raise ConfigError(f"unknown layer {layer!r}: expected one of {', '.join(output_names('soundnet8'))}")
+    jobs = plan_jobs(args.inputs, FORMATS[args.format], stdin=sys.stdin, relative_to=args.relative_to)
+    _check_output_dir(args.output_dir, [job.input for job in jobs])
+    net = load_model(args.weights, verbose=not args.quiet, precision=args.precision)
     for layer in layers:
         net.geometry(layer)  # validates the names before any work
     if args.chunk_seconds is not None:
         net.chunk_seconds = args.chunk_seconds
-    arrays: dict[str, np.ndarray] = {}
-    clips: dict[int, dict[str, object]] = {}
-    failed = 0
-    from tqdm import tqdm  # ~30 ms to import: only when the command runs, so --help stays fast
-
-    decoded = decode_files(files, channels=args.channels, workers=args.workers)
-    for index, item in enumerate(tqdm(decoded, total=len(files), unit="file", disable=True if args.quiet else None)):
-        try:
-            if not item.ok:
-                raise item.error
-            feats = net.intermediates(item.waveform, layers=layers, pad=None if args.no_pad else "repeat")
-        except SoundNetError as exc:
-            failed += 1
-            message = str(exc) if str(item.path) in str(exc) else f"{str(item.path)!r}: {exc}"
-            print_error(message)
-            continue
-        info: dict[str, object] = {"path": str(item.path), "duration": item.duration, "padded": False}
-        for layer, feat in feats.items():
-            times = np.stack([feat.times.start, feat.times.center, feat.times.end], axis=1)
-            info[layer] = feat.values.astype(np.float32, copy=False)
-            info[f"{layer}_times"] = times
-            info["padded"] = bool(info["padded"] or feat.padded)
-        clips[index] = info
-    if fmt == "npz":
-        arrays["files"] = np.array([str(f) for f in files])
-        arrays["layers"] = np.array(layers)
-        for index, info in clips.items():
-            for key, value in info.items():
-                if key != "path":
-                    arrays[f"clip{index}/{key}"] = np.asarray(value)
-        _write_npz(args.output, arrays)
-    else:
-        _write_hdf5(args.output, files, layers, clips)
-    if failed:
-        print_error(f"{failed} of {len(files)} files failed")
+    summary = extract_to_folder(
+        net,
+        jobs,
+        args.output_dir,
+        layers=layers,
+        fmt=args.format,
+        pad=None if args.no_pad else "repeat",
+        channels=args.channels,
+        overwrite=args.overwrite,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress="off" if args.quiet else args.progress,
+        say=lambda line: _say(line, args.quiet),
+    )
+    if not args.quiet:
+        print(
+            f"{len(summary.written)} written, {len(summary.skipped)} already done, {len(summary.failed)} failed "
+            f"of {summary.total} input(s) in {summary.seconds:.1f} s; features in {args.output_dir}",
+            file=sys.stderr,
+        )
+    if summary.failed:
+        print_error(f"{len(summary.failed)} of {summary.total} files failed (recorded in the manifest; rerun to retry)")
         return EXIT_FILE_FAILED
     return EXIT_OK
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
-
-
-def _write_hdf5(path: Path, files: Sequence[Path], layers: Sequence[str], clips: dict[int, dict[str, object]]) -> None:
-    import h5py  # heavy (h5py): only for HDF5 output
-
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        handle.attrs["files"] = [str(f) for f in files]
-        handle.attrs["layers"] = list(layers)
-        for index, info in clips.items():
-            group = handle.create_group(f"clip{index}")
-            for key, value in info.items():
-                if key in ("path", "duration", "padded"):
-                    group.attrs[key] = value
-                else:
-                    group.create_dataset(key, data=np.asarray(value), compression="gzip")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
-from .common import EXIT_FILE_FAILED, EXIT_OK, guard
+from .common import EXIT_FILE_FAILED, EXIT_OK, add_version_argument, guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--retry-failed", action="store_true", help="try again the videos that failed before")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    add_version_argument(parser)
     return parser
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..precision import DEFAULT_TRAINING_PRECISION, TRAINING_PRECISIONS
-from .common import guard
+from .common import add_version_argument, guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps between crash-safe backups, a multiple of --checkpoint-every (default: every checkpoint)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_version_argument(parser)
     return parser
 
 

@@ -20,6 +20,7 @@ from .common import (
     ArgumentParser,
     add_cache_arguments,
     add_precision_argument,
+    add_version_argument,
     clear_cache_if_asked,
     guard,
     keras_output,
@@ -96,6 +97,7 @@ def build_parser() -> ArgumentParser:
     add_cache_arguments(parser)
     add_precision_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_version_argument(parser)
     return parser
 
 
