@@ -38,6 +38,7 @@ from ..audio import as_clip, check_channels, check_sample_rate, load_audio, resa
 from ..errors import AudioError, ConfigError
 from ..files import atomic_path, sha256_file
 from ..pretrained import cache_dir
+from ..progress import Progress as ProgressReport
 from ..validation import check_choice, check_positive
 from .inputs import Item, as_items
 
@@ -172,9 +173,8 @@ class FeatureCache:
 
 
 def progress_bar(iterable: Iterable[Any], total: int, desc: str, unit: str = "clip") -> Iterable[Any]:
-    from tqdm.auto import tqdm  # picks console/notebook and may warn (no ipywidgets) on import: only with a bar
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
+    """``iterable`` with progress: a bar on a terminal or in a notebook, one line per 5 % in a log."""
+    return ProgressReport(total, desc, unit).track(iterable)
 
 
 class FeatureExtractor:
