@@ -34,8 +34,10 @@ class EventMetrics:
 
 def _sed_eval():
     try:
-        with warnings.catch_warnings():  # dcase_util imports pkg_resources, which warns that it is deprecated
+        with warnings.catch_warnings():  # third-party internals: dcase_util imports the deprecated pkg_resources,
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            for category in (DeprecationWarning, SyntaxWarning):  # and has invalid escapes, where compiled on import
+                warnings.filterwarnings("ignore", category=category)
             import sed_eval  # optional (the events extra): only when an event list is scored
     except ImportError as exc:
         raise ConfigError(f'scoring event lists needs sed_eval: pip install "soundnet-keras[events]" ({exc})') from None
