@@ -42,6 +42,11 @@ class AudioTypeError(AudioError, TypeError):
     """A waveform holds things that are not numbers (strings, objects): also a ``TypeError``, as NumPy raises."""
 
 
+class EventListError(SoundNetError, ValueError):
+    """An event list file cannot be read: a line without the four tab-separated fields, a time that is not a
+    number, an offset before its onset."""
+
+
 class WeightsError(SoundNetError):
     """Weights cannot be loaded: missing or unused parameters, wrong shapes, bad or corrupt file."""
 

@@ -32,3 +32,12 @@ def check_positive(value: object, what: str, *, integer: bool = False, allow_non
         kind = "a positive integer" if integer else "a positive number"
         raise ConfigError(f"{what} must be {kind}{' or None' if allow_none else ''}, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def check_non_negative(value: object, what: str) -> float:
+    """``value`` as a finite float >= 0; booleans, NaN, infinities and negatives raise a :class:`ConfigError` that
+    names ``what`` and the value received."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if not ok:
+        raise ConfigError(f"{what} must be a number >= 0, got {value!r}")
+    return float(value)

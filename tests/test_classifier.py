@@ -322,7 +322,11 @@ def test_classifier_on_real_files_round_trip(pretrained_net, small_split, featur
     assert math.isclose(float(head.scores().sum()), 1.0) and result.label() == head.top(1)[0][0]
     np.testing.assert_allclose(head.scores(), model.predict_proba(test_x[:1])[0], rtol=1e-6)
     assert result.frames == 25 and head.values.shape == (25, 4)  # one frame per 1-s window of the 10-s clip
-    assert 0.0 <= result.times.start[0] < result.times.end[0] <= 10.0 and result.duration == 10.0
+    assert 0.0 <= result.times.start[0] < result.times.end[0] <= 10.0
+    # the 5-s clip repeated to the head's 10 s: its own duration, and which windows heard the repetition
+    assert result.duration == 5.0 and result.padded_to_s == 10.0
+    assert not result.padded_frames[0] and result.padded_frames[-1]
+    np.testing.assert_array_equal(result.padded_frames, result.times.end > 5.0 + 1e-3)
 
 
 def test_cross_val_accuracy_on_real_clips(pretrained_net, small_split, feature_cache: Path) -> None:

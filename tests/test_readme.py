@@ -39,8 +39,9 @@ def test_readme_main_command_uses_installed_console_scripts():
 
 def test_requirements_pin_every_runtime_dependency():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    backends = project["optional-dependencies"]["jax"] + project["optional-dependencies"]["torch"]
-    names = {re.split(r"[<>=!~ ]", d)[0].lower() for d in project["dependencies"] + backends}
+    extras = project["optional-dependencies"]
+    pinned_extras = extras["jax"] + extras["torch"] + extras["events"]
+    names = {re.split(r"[<>=!~ ]", d)[0].lower() for d in project["dependencies"] + pinned_extras}
     pinned = {
         line.split("==")[0].strip().lower()
         for line in (REPO / "requirements.txt").read_text().splitlines()

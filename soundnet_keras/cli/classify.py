@@ -7,6 +7,7 @@ Examples::
     soundnet-classify recordings/ more.flac --top-k 3 --frames
     soundnet-classify recordings/ --json --output results.json
     soundnet-classify long_walk.mp3 --frames --csv --plot timeline.png
+    soundnet-classify recording.wav --head my.head.keras --events events.tsv --median-frames 5 --plot timeline.png
 
 Files are decoded in parallel threads, resampled to 22,050 Hz and mixed to mono (``--channels first`` takes the
 first channel, as the original scripts did). The network hears what it was trained on (20-s crops): clips shorter
@@ -18,7 +19,9 @@ skipped; the exit status is 1 if any file failed.
 
 The CLI only parses and formats: :class:`Classifier` hands decoded clips to :meth:`SoundNet.predict` and
 :class:`HeadClassifier` to a trained classifier's ``predict_files``; both give the package's one result type,
-:class:`~soundnet_keras.results.ClipResult`, and every output format (text, JSON, CSV, plot) reads only that.
+:class:`~soundnet_keras.results.ClipResult`, and every output format (text, JSON, CSV, plot, event list) reads only
+that: the picture is :func:`soundnet_keras.timeline.plot_timeline`, the events
+:func:`soundnet_keras.events.detect_events`.
 """
 
 from __future__ import annotations
@@ -38,10 +41,13 @@ from ..audio import CHANNEL_MODES, Decoded, decode_files, example_clip
 from ..errors import InputTooShortError, SoundNetError, TruncatedAudioWarning
 from ..files import write_text_atomic
 from ..precision import DEFAULT_PRECISION, precision_scope
+from ..progress import Progress
 from ..results import ClipResult
+from ..timeline import ordered_heads, plot_timeline
 from .common import (
     EXIT_FILE_FAILED,
     EXIT_OK,
+    ArgumentParser,
     add_precision_argument,
     add_version_argument,
     check_output,
@@ -53,11 +59,10 @@ from .common import (
     run_cli,
     start_backend,
 )
+from .event_options import EventCollector, add_event_arguments, check_event_arguments
 
 if TYPE_CHECKING:
     from ..model import Prediction  # heavy (TensorFlow): load_model imports it with its C++ lines hidden
-
-HEAD_ORDER = ("scenes", "objects")
 
 
 class Classifier:
@@ -73,6 +78,10 @@ class Classifier:
         self.net = net
         self.pad: PadMode | None = "repeat" if pad else None
         self.batch_size = batch_size
+
+    def heads(self) -> dict[str, tuple[list[str], str]]:
+        """Each head's class labels and score kind."""
+        return {name: (list(self.net.categories[name]), "probability") for name in HEAD_NAMES}
 
     def _check(self, item: Decoded) -> None:
         try:
@@ -134,6 +143,11 @@ class HeadClassifier:
         if net is not None:
             net.precision = precision
 
+    def heads(self) -> dict[str, tuple[list[str], str]]:
+        """The one head ``classes``: the classifier's labels, and decision values for an SVM head."""
+        kind = "decision" if getattr(self.classifier, "head", None) == "svm" else "probability"
+        return {"classes": ([str(c) for c in self.classifier.classes], kind)}
+
     def classify(self, items: Sequence[Decoded]) -> list[ClipResult | SoundNetError]:
         from ..transfer import classify_files  # heavy (scikit-learn): only with --head
 
@@ -181,19 +195,15 @@ def format_text(result: ClipResult, top_k: int, frames: bool) -> str:
     lines = [f"{result.source}: {result.duration:.2f} s, {result.frames} frame{plural}"]
     lines += [f"  note: {note}" for note in result.notes]
     width = max(len(h) for h in result.heads) + 1
-    for head in _heads(result):
+    for head in ordered_heads(result):
         lines.append(f"  {head + ':':<{width}} {_fmt_top(result.heads[head].top(top_k))}")
     if frames:
         for i in range(result.frames):
             marker = "  (hears repeated audio)" if result.frame_padded(i) else ""
             lines.append(f"  frame {i}  {result.times.start[i]:.2f}-{result.times.end[i]:.2f} s{marker}")
-            for head in _heads(result):
+            for head in ordered_heads(result):
                 lines.append(f"    {head + ':':<{width}} {_fmt_top(result.heads[head].top(top_k, i))}")
     return "\n".join(lines)
-
-
-def _heads(result: ClipResult) -> list[str]:
-    return sorted(result.heads, key=lambda h: (HEAD_ORDER.index(h) if h in HEAD_ORDER else len(HEAD_ORDER), h))
 
 
 def _top_records(pairs: Iterable[tuple[str, float]], kind: str = "probability") -> list[dict[str, object]]:
@@ -212,7 +222,7 @@ def json_record(result: ClipResult, top_k: int, frames: bool) -> dict[str, objec
         record["padded_to_s"] = round(result.padded_to_s, 4)
     if result.notes:
         record["notes"] = list(result.notes)
-    for head in _heads(result):
+    for head in ordered_heads(result):
         record[head] = _top_records(result.heads[head].top(top_k), result.heads[head].kind)
     if frames:
         record["frame_results"] = [
@@ -221,7 +231,7 @@ def json_record(result: ClipResult, top_k: int, frames: bool) -> dict[str, objec
                 "start_s": round(float(result.times.start[i]), 4),
                 "end_s": round(float(result.times.end[i]), 4),
                 "padded": result.frame_padded(i),
-                **{h: _top_records(result.heads[h].top(top_k, i), result.heads[h].kind) for h in _heads(result)},
+                **{h: _top_records(result.heads[h].top(top_k, i), result.heads[h].kind) for h in ordered_heads(result)},
             }
             for i in range(result.frames)
         ]
@@ -247,37 +257,11 @@ def csv_rows(result: ClipResult, top_k: int, frames: bool) -> list[list[object]]
             for i in range(result.frames)
         ]
     for label, start, end, frame, padded in spans:
-        for head in _heads(result):
+        for head in ordered_heads(result):
             for rank, (name, prob) in enumerate(result.heads[head].top(top_k, frame), 1):
                 row = [result.source, label, f"{start:.4f}", f"{end:.4f}", head, rank, name, f"{prob:.6f}"]
                 rows.append([*row, int(padded)])
     return rows
-
-
-def plot_timeline(result: ClipResult, path: Path, top_k: int) -> Path:
-    """Draw the top scene and object probabilities over the clip's frames to an image file (matplotlib, Agg)."""
-    from matplotlib.figure import Figure  # heavy (matplotlib, ~0.3 s): only with --plot
-
-    heads = _heads(result)
-    fig = Figure(figsize=(10, 2.6 * len(heads)), layout="constrained")
-    axes = fig.subplots(len(heads), 1, squeeze=False)[:, 0]
-    centres = result.times.center
-    for ax, head in zip(axes, heads, strict=True):
-        output = result.heads[head]
-        for name, _ in output.top(min(top_k, 5)):
-            probs = output.values[:, list(output.labels).index(name)]
-            ax.plot(centres, probs, marker="o", label=name)
-        ax.set_ylabel(f"p({head})" if output.kind == "probability" else f"{head} ({output.kind})")
-        ax.set_xlim(0, max(result.duration, float(result.times.end.max(initial=0.0))))
-        if output.kind == "probability":
-            ax.set_ylim(bottom=0)
-        ax.legend(loc="upper right", fontsize="small")
-        ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("time (s), frame centres")
-    note = " (padded with repeated audio, see the report's note)" if result.padded else ""
-    axes[0].set_title(f"{Path(result.source).name}{note}")
-    fig.savefig(path)
-    return path
 
 
 PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "webp", "tif", "tiff", "eps")
@@ -302,7 +286,7 @@ def plot_paths(base: Path, files: Sequence[Path]) -> list[Path]:
 # ---------------------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     """The ``soundnet-classify`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="soundnet-classify",
         description="Print the objects (ImageNet) and scenes (Places2) SoundNet hears in audio files, per clip "
         "and over time. Files: WAV, FLAC, OGG/Vorbis, MP3 (anything libsndfile reads), any rate and channel count.",
@@ -321,9 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot",
         type=Path,
         metavar="PNG",
-        help="draw a timeline of the top scenes and objects (one image per file; "
-        "with several files, named <PNG stem>_<file stem>.png)",
+        help="draw a timeline heatmap per head: frames over time (s) x the classes that score highest in any frame, "
+        "the clip's own extent and the frames that heard repeated audio marked, and with --events the events as "
+        "bars (one image per file; with several files, named <PNG stem>_<file stem>.png)",
     )
+    add_event_arguments(parser)
     parser.add_argument(
         "--channels",
         choices=CHANNEL_MODES,
@@ -375,15 +361,20 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
             check_output(plot, "--plot", files)
     if args.output is not None:
         check_output(args.output, "--output", files)
+    if args.events is not None:
+        check_output(args.events, "--events", files)
     return files
 
 
 class _Report:
     """Each file's result (or error) in the chosen format; a text report to the terminal streams as it comes."""
 
-    def __init__(self, args: argparse.Namespace, files: Sequence[Path], progress) -> None:
+    def __init__(
+        self, args: argparse.Namespace, files: Sequence[Path], progress, events: EventCollector | None = None
+    ) -> None:
         self.args = args
         self.progress = progress
+        self.events = events
         self.plots = dict(zip(files, plot_paths(args.plot, files), strict=True)) if args.plot is not None else {}
         self.stream_text = not (args.json or args.csv) and args.output is None
         self.records: list[dict[str, object]] = []
@@ -402,8 +393,10 @@ class _Report:
                 self.records.append({"file": str(item.path), "error": str(result)})
             return
         result.notes.extend(note for note in item.notes if note not in result.notes)
+        events = self.events.add(result) if self.events is not None else None
         if item.path in self.plots:
-            plot_timeline(result, self.plots[item.path], args.top_k)
+            event_head = self.events.head if self.events is not None else None
+            plot_timeline(result, self.plots[item.path], top_k=args.top_k, events=events, event_head=event_head)
         if args.json:
             self.records.append(json_record(result, args.top_k, args.frames))
         elif args.csv:
@@ -448,11 +441,11 @@ def _classify_all(files: Sequence[Path], classifier: Classifier | HeadClassifier
 
 def _run(args: argparse.Namespace) -> int:
     files = _input_files(args)
+    event_settings = check_event_arguments(args)
     classifier = make_classifier(args)
-    from tqdm import tqdm  # ~30 ms to import: only when the command runs, so --help stays fast
-
-    progress = tqdm(total=len(files), unit="file", disable=True if args.quiet else None, file=sys.stderr)
-    report = _Report(args, files, progress)
+    events = EventCollector(args, event_settings, classifier.heads()) if event_settings is not None else None
+    progress = Progress(len(files), "classify", "file", mode="off" if args.quiet else "auto")
+    report = _Report(args, files, progress, events)
     try:
         _classify_all(files, classifier, report)
     finally:
@@ -463,6 +456,9 @@ def _run(args: argparse.Namespace) -> int:
     elif not report.stream_text:
         sys.stdout.write(text)
         sys.stdout.flush()
+    note = events.write() if events is not None else None
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     if report.failed:
         print_error(f"{report.failed} of {len(files)} files failed")
         return EXIT_FILE_FAILED

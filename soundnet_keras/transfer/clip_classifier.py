@@ -232,7 +232,9 @@ class ClipClassifier(ClassifierMixin, BaseEstimator):
     def predict_files(self, paths: Sequence[Item], *, progress: bool = False) -> list[ClipResult]:
         """One :class:`~soundnet_keras.results.ClipResult` per clip: head ``classes`` with one frame per window
         (probabilities for the logistic and perceptron heads, decision values for the svm) and the clip's scores,
-        window times in seconds of the audio fed, ``source`` the file."""
+        window times in seconds of the audio fed, ``source`` the file. ``duration`` is the clip's own length; where
+        the audio fed was longer (repeated to the ``duration`` setting, or padded to the layer's minimum),
+        ``padded_to_s`` says how long and ``padded_frames`` which windows heard the repetition."""
         self._check_fitted()
         return window_results(self, as_items(paths, "paths"), progress)
 
@@ -358,6 +360,10 @@ def restore(
     return model
 
 
+PADDING_TOLERANCE_S = 1e-3
+"""Audio fed beyond a clip's own length by less than this (resampling rounds lengths by a sample) is not padding."""
+
+
 def window_results(model: ClipClassifier, items: list[Item], progress: bool) -> list[ClipResult]:
     """:meth:`ClipClassifier.predict_files` of a fitted ``model``: clips read and classified one at a time."""
     extractor, identity = model._extractor()
@@ -374,5 +380,9 @@ def window_results(model: ClipClassifier, items: list[Item], progress: bool) -> 
             head = HeadScores(probabilities, labels, "probability", probabilities.mean(axis=0))
         times = window_times(clip, model.arch_, model.layers_[0], model.window_frames_, len(scores))
         source = os.fspath(item) if isinstance(item, (str, os.PathLike)) else clip.source
-        results.append(ClipResult({"classes": head}, times, clip.seconds, source))
+        duration, padded_to, padded_frames = clip.seconds, None, None
+        own = extractor.source_seconds(item, index)
+        if own is not None and clip.seconds - own > PADDING_TOLERANCE_S:  # repeated to ``duration`` or padded
+            duration, padded_to, padded_frames = own, clip.seconds, times.end > own + PADDING_TOLERANCE_S
+        results.append(ClipResult({"classes": head}, times, duration, source, padded_to, padded_frames))
     return results

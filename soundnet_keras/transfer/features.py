@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..architecture import SAMPLE_RATE, InputPlan, frame_times, geometry, pad_to_length, plan_input
-from ..audio import as_clip, check_channels, check_sample_rate, load_audio, resample
+from ..audio import as_clip, audio_duration, check_channels, check_sample_rate, load_audio, resample
 from ..errors import AudioError, ConfigError
 from ..files import atomic_path, sha256_file
 from ..pretrained import cache_dir
@@ -224,6 +224,17 @@ class FeatureExtractor:
             audio = pad_to_length(audio, length, "repeat")[:length]
         plan = plan_input(self.net.arch, self.layers, audio.shape[-1], "repeat")
         return np.ascontiguousarray(plan.apply(audio), dtype=np.float32), int(input_rate), plan
+
+    def source_seconds(self, item: Item | ClipFeatures, index: int = 0) -> float | None:
+        """The clip's own length in seconds before any repetition or padding (cut to ``duration`` when that is
+        shorter): a file's from its header, a waveform's from its samples; None for :class:`ClipFeatures`."""
+        if isinstance(item, ClipFeatures):
+            return None
+        if isinstance(item, (str, os.PathLike)):
+            seconds = audio_duration(item)
+        else:
+            seconds = as_clip(item, name=f"clip {index}", channels=self.channels).shape[-1] / self.sample_rate
+        return seconds if self.duration is None else min(seconds, self.duration)
 
     def _load(self, item: Item, index: int) -> tuple[np.ndarray, int, str]:
         if isinstance(item, (str, os.PathLike)):
