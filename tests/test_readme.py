@@ -39,7 +39,8 @@ def test_readme_main_command_uses_installed_console_scripts():
 
 def test_requirements_pin_every_runtime_dependency():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    backends = project["optional-dependencies"]["jax"] + project["optional-dependencies"]["torch"]
+    extras = project["optional-dependencies"]
+    backends = extras["jax"] + extras["torch"] + extras["parquet"] + extras["beam"]  # the optional ones tested
     names = {re.split(r"[<>=!~ ]", d)[0].lower() for d in project["dependencies"] + backends}
     pinned = {
         line.split("==")[0].strip().lower()
