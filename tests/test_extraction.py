@@ -458,6 +458,29 @@ def test_beam_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest
     assert options.get_all_options()["parallelism"] == 3 and options.get_all_options()["runner"] == "direct"
     with pytest.raises(ConfigError, match="direct running mode 'threads' is not one of in_memory, multi_threading"):
         pipeline_options("direct", direct_running_mode="threads")
+    with pytest.raises(ConfigError, match=r"--runner 'nosuch': Unexpected pipeline runner: nosuch\. Valid values are"):
+        pipeline_options("nosuch")
+
+
+@pytest.mark.slow
+def test_beam_workers_refuse_other_weights_than_the_drivers(
+    corpus: dict, pretrained_net, pretrained_path: Path, tmp_path: Path
+) -> None:
+    """A worker whose weights file holds other parameters than the driver's network stops the pipeline with one
+    error naming both digests (in-process DirectRunner); nothing is recorded, so a rerun redoes the input."""
+    pytest.importorskip("apache_beam")
+    from soundnet_keras import SoundNet
+    from soundnet_keras.errors import PipelineError
+    from soundnet_keras.extraction.beam_pipeline import extract_with_beam, pipeline_options
+
+    other = SoundNet.from_pretrained(pretrained_path, verbose=False)
+    first = other.keras_model.weights[0]
+    first.assign(first.numpy() * 1.01)
+    other_path = other.save_weights(tmp_path / "other.weights.h5")
+    jobs = plan_jobs([str(corpus["clips"][0])], ".npz", relative_to=corpus["root"])
+    with pytest.raises(PipelineError, match=r"on direct stopped: .*parameter digest [0-9a-f]+, expected the driver's"):
+        extract_with_beam(pretrained_net, jobs, tmp_path / "out", pipeline_options("direct"), weights=str(other_path))
+    assert Manifest(tmp_path / "out").entries == {}
 
 
 def test_beam_is_imported_only_with_a_runner(tmp_path: Path) -> None:

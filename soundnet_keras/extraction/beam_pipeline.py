@@ -149,6 +149,12 @@ def pipeline_options(
         raise ConfigError(f"direct running mode {direct_running_mode!r} is not one of {', '.join(RUNNING_MODES)}")
     if direct_num_workers is not None and direct_num_workers < 1:
         raise ConfigError(f"direct_num_workers must be at least 1, got {direct_num_workers}")
+    from apache_beam.runners.runner import create_runner  # Beam's own name lookup (direct, flink, a class path...)
+
+    try:
+        create_runner(runner)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"--runner {runner!r}: {exc}") from None
     args = list(pipeline_args)
     if not any(a.split("=")[0] == "--default_sdk_harness_log_level" for a in args):
         args.append(f"--default_sdk_harness_log_level={DEFAULT_LOG_LEVEL}")
