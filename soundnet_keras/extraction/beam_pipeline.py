@@ -32,6 +32,7 @@ from typing import Any
 try:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+    from apache_beam.runners.runner import PipelineState
 except ImportError as exc:  # the optional extra
     from ..errors import ConfigError
 
@@ -212,10 +213,8 @@ def extract_with_beam(
     elements = []
     for index, job in enumerate(run.pending):
         size, mtime_ns = input_stamp(job.input)  # before extraction: a later change redoes the input
-        elements.append(
-            {"index": index, "input": os.path.abspath(job.input), "output": str(job.output), "size": size}
-            | {"mtime_ns": mtime_ns}
-        )
+        element = {"index": index, "input": os.path.abspath(job.input), "output": str(job.output)}
+        elements.append({**element, "size": size, "mtime_ns": mtime_ns})
     runner = options.view_as(StandardOptions).runner
     say(f"extracting {len(elements)} input(s) with Apache Beam's {runner}")
     since = run.manifest.end()
@@ -229,14 +228,15 @@ def extract_with_beam(
         | "Gather" >> beam.GroupByKey()
         | "Record" >> beam.ParDo(RecordOutcomes(worker.folder, run.settings))
     )
+    rerun = f"a rerun redoes every input whose result it did not record in {run.manifest.path}"
     try:
-        pipeline.run().wait_until_finish()
+        state = pipeline.run().wait_until_finish()
     except Exception as exc:  # whatever the runner raises (its workers' errors arrive wrapped)
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        raise PipelineError(
-            f"the Beam pipeline on {runner} stopped: {lines[-1] if lines else type(exc).__name__}; a rerun "
-            f"redoes every input whose result it did not record in {run.manifest.path}"
-        ) from exc
+        reason = lines[-1] if lines else type(exc).__name__
+        raise PipelineError(f"the Beam pipeline on {runner} stopped: {reason}; {rerun}") from exc
+    if state is not None and state != PipelineState.DONE:
+        raise PipelineError(f"the Beam pipeline on {runner} ended in state {state}, expected DONE; {rerun}")
     return _summary_from_manifest(run, since, say)
 
 

@@ -7,6 +7,10 @@ not by the number of files), writes one feature file per input atomically (:mod:
 manifest line per input (:mod:`.manifest`). A file that fails (unreadable, too short with ``pad=None``) is recorded
 as failed with its error and retried by the next run (features an earlier run wrote for it are removed: they
 describe what the file no longer is); the others are unaffected.
+
+The pieces are shared with the Apache Beam pipeline (:mod:`.beam_pipeline`): :func:`prepare_run` (everything
+before the first input: temporaries, manifest, done inputs skipped), :class:`FeatureWriter` (a batch of decoded
+inputs → written feature files and one :class:`Outcome` each) and :func:`record_outcome` (the manifest line).
 """
 
 from __future__ import annotations
