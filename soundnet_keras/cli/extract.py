@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "flink, spark, dataflow... (default: no Beam, one process)",
     )
     beam.add_argument(
-        "--direct-num-workers", type=positive_int, default=None, help="DirectRunner workers (Beam's default: 1)"
+        "--direct-num-workers", type=positive_int, metavar="N", help="DirectRunner workers (Beam's default: 1)"
     )
     beam.add_argument(
         "--direct-running-mode",
