@@ -67,5 +67,9 @@ class FeatureFileError(SoundNetError):
     """A feature file cannot be read: damaged, truncated, or not written by soundnet-keras."""
 
 
+class PipelineError(SoundNetError):
+    """A distributed (Apache Beam) extraction pipeline stopped: its runner's error, in one line."""
+
+
 class TruncatedAudioWarning(UserWarning):
     """An audio file holds less than its header announces (a write cut off): what is there was decoded."""

@@ -105,12 +105,14 @@ def _arguments(corpus: dict, output: Path, weights: Path, *extra: str) -> list[s
     ]
 
 
-def _extract(corpus: dict, output: Path, weights: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``soundnet-extract - -o output`` on the corpus list, in a fresh process (as a user runs it)."""
-    with open(corpus["list"], encoding="utf-8") as listing:
+def _extract(
+    corpus: dict, output: Path, weights: Path, *extra: str, timeout: int = 300, listing: Path | None = None
+) -> subprocess.CompletedProcess:
+    """``soundnet-extract - -o output`` on the corpus list (or ``listing``), in a fresh process (as a user runs it)."""
+    with open(listing or corpus["list"], encoding="utf-8") as stream:
         return subprocess.run(
             [*EXTRACT, *_arguments(corpus, output, weights, *extra)],
-            stdin=listing,
+            stdin=stream,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -396,3 +398,110 @@ def test_every_cli_has_a_version(capsys: pytest.CaptureFixture[str]) -> None:
             parser.parse_args(["--version"])
         assert info.value.code == 0
         assert capsys.readouterr().out.strip() == f"{parser.prog} (soundnet-keras) {__version__}", name
+
+
+# ------------------------------------------------------------------------------------------------ Apache Beam
+BEAM_LOCAL = ["--runner", "direct", "--direct-num-workers", "2", "--direct-running-mode", "multi_processing"]
+
+
+@pytest.mark.slow
+def test_beam_direct_runner_writes_what_one_process_writes(
+    corpus: dict, reference: Path, pretrained_path: Path, tmp_path: Path
+) -> None:
+    """The Beam pipeline (DirectRunner, 2 worker processes) on the real clips and the broken file: the same files,
+    provenance and manifest as the single-process run; a rerun through Beam skips everything without a pipeline."""
+    pytest.importorskip("apache_beam")
+    output = tmp_path / "features"
+    done = _extract(corpus, output, pretrained_path, *BEAM_LOCAL)
+    assert done.returncode == 1, done.stderr[-3000:]  # the broken file, recorded as failed
+    assert "extracting 37 input(s) with Apache Beam's direct" in done.stderr
+    assert "36 written, 0 already done, 1 failed of 37 input(s)" in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    _assert_same_outputs(output, reference)  # values, times, provenance, no temporaries, manifest counts
+    assert [e.input for e in Manifest(output).entries.values()] == [
+        e.input for e in Manifest(reference).entries.values()
+    ]  # appended by one shard, in input order
+    good = tmp_path / "good.txt"
+    good.write_text("".join(f"{p}\n" for p in corpus["clips"]))
+    again = _extract(corpus, output, pretrained_path, *BEAM_LOCAL, listing=good)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "36 of 36 input(s) already done" in again.stderr and "0 written, 36 already done, 0 failed" in again.stderr
+    assert "Apache Beam's" not in again.stderr  # nothing pending: no pipeline is built
+
+
+def test_beam_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from soundnet_keras.cli.extract import main, parse_arguments
+
+    args = parse_arguments(
+        ["a.wav", "-o", "out", "--runner", "flink", "--parallelism=4", "--", "--flink_master", "h:1"]
+    )
+    assert args.runner == "flink" and args.pipeline_args == ["--parallelism=4", "--flink_master", "h:1"]
+    for argv, expected in [
+        (["a.wav", "-o", "out", "--parallelism=4"], "Beam pipeline options --parallelism=4 need --runner"),
+        (["a.wav", "-o", "out", "--direct-num-workers", "2"], "need --runner direct"),
+        (["a.wav", "-o", "out", "--runner", "direct", "--parallelism", "4"], "unrecognized argument '--parallelism'"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2 and expected in capsys.readouterr().err, argv
+    assert not (tmp_path / "out").exists()
+    pytest.importorskip("apache_beam")
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    from soundnet_keras.extraction.beam_pipeline import pipeline_options
+
+    options = pipeline_options(
+        "direct", ["--parallelism=3"], direct_num_workers=2, direct_running_mode="multi_threading"
+    )
+    assert options.view_as(DirectOptions).direct_num_workers == 2
+    assert options.get_all_options()["direct_running_mode"] == "multi_threading"
+    assert options.get_all_options()["parallelism"] == 3 and options.get_all_options()["runner"] == "direct"
+    with pytest.raises(ConfigError, match="direct running mode 'threads' is not one of in_memory, multi_threading"):
+        pipeline_options("direct", direct_running_mode="threads")
+    with pytest.raises(ConfigError, match=r"--runner 'nosuch': Unexpected pipeline runner: nosuch\. Valid values are"):
+        pipeline_options("nosuch")
+
+
+@pytest.mark.slow
+def test_beam_workers_refuse_other_weights_than_the_drivers(
+    corpus: dict, pretrained_net, pretrained_path: Path, tmp_path: Path
+) -> None:
+    """A worker whose weights file holds other parameters than the driver's network stops the pipeline with one
+    error naming both digests (in-process DirectRunner); nothing is recorded, so a rerun redoes the input."""
+    pytest.importorskip("apache_beam")
+    from soundnet_keras import SoundNet
+    from soundnet_keras.errors import PipelineError
+    from soundnet_keras.extraction.beam_pipeline import extract_with_beam, pipeline_options
+
+    other = SoundNet.from_pretrained(pretrained_path, verbose=False)
+    first = other.keras_model.weights[0]
+    first.assign(first.numpy() * 1.01)
+    other_path = other.save_weights(tmp_path / "other.weights.h5")
+    jobs = plan_jobs([str(corpus["clips"][0])], ".npz", relative_to=corpus["root"])
+    with pytest.raises(PipelineError, match=r"on direct stopped: .*parameter digest [0-9a-f]+, expected the driver's"):
+        extract_with_beam(pretrained_net, jobs, tmp_path / "out", pipeline_options("direct"), weights=str(other_path))
+    assert Manifest(tmp_path / "out").entries == {}
+
+
+def test_beam_is_imported_only_with_a_runner(tmp_path: Path) -> None:
+    """Without ``--runner`` the command never imports Beam; with it and no Beam installed, one line names the extra."""
+    script = textwrap.dedent("""
+        import sys
+        from soundnet_keras.cli.extract import main, parse_arguments
+        parse_arguments([sys.argv[1], "-o", sys.argv[2]])
+        print("without --runner:", "beam" if "apache_beam" in sys.modules else "no beam")
+        sys.modules["apache_beam"] = None  # as if it were not installed
+        print("status", main([sys.argv[1], "-o", sys.argv[2], "--runner", "direct"]))
+    """)
+    clip = _touch(tmp_path / "a.wav")
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(clip), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        check=False,
+    )
+    assert "without --runner: no beam" in done.stdout and "status 2" in done.stdout, done.stderr[-2000:]
+    assert done.stderr.count("error:") == 1 and 'pip install "soundnet-keras[beam]"' in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()

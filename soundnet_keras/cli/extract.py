@@ -14,6 +14,14 @@ and retries what failed. Read the results with ``soundnet_keras.load_features(OU
 
 Clips shorter than the deepest requested layer needs are repeated circularly (``--no-pad`` rejects them). Failed
 files are reported, recorded in the manifest and skipped; the exit status is then 1.
+
+``--runner NAME`` runs the same extraction as an Apache Beam pipeline (``pip install "soundnet-keras[beam]"``;
+:mod:`soundnet_keras.extraction.beam_pipeline`): ``direct`` locally (``--direct-num-workers 2
+--direct-running-mode multi_processing``), or ``flink``, ``spark``, ``dataflow``... with Beam's standard pipeline
+options after ``--`` (or as ``--name=value`` options)::
+
+    soundnet-extract clips/ -o features/ --runner direct --direct-num-workers 2 --direct-running-mode multi_processing
+    soundnet-extract /nfs/clips -o /nfs/features --runner flink -- --flink_master=host:8081 --environment_type=LOOPBACK
 """
 
 from __future__ import annotations
@@ -33,11 +41,11 @@ from .common import (
     EXIT_OK,
     add_precision_argument,
     add_version_argument,
+    guard,
     load_model,
     positive_float,
     positive_int,
     print_error,
-    run_cli,
 )
 
 
@@ -89,8 +97,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: a bar on a terminal, one line per 5%% of the files elsewhere (default)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress or model-loading messages")
+    beam = parser.add_argument_group(
+        'Apache Beam (pip install "soundnet-keras[beam]")',
+        "run the extraction as a Beam pipeline; Beam's standard pipeline options (--project=..., --flink_master=...) "
+        "go after -- or as --name=value",
+    )
+    beam.add_argument(
+        "--runner",
+        metavar="NAME",
+        help="Beam runner: direct (local; Beam 2.77 tries Prism first and falls back to its Python runner), prism, "
+        "flink, spark, dataflow... (default: no Beam, one process)",
+    )
+    beam.add_argument(
+        "--direct-num-workers", type=positive_int, metavar="N", help="DirectRunner workers (Beam's default: 1)"
+    )
+    beam.add_argument(
+        "--direct-running-mode",
+        choices=("in_memory", "multi_threading", "multi_processing"),
+        default=None,
+        help="DirectRunner workers as threads or processes (Beam's default: in_memory)",
+    )
     add_version_argument(parser)
     return parser
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``soundnet-extract``'s arguments; Beam's own options (after ``--``, or unknown ``--name=value``) land
+    in ``args.pipeline_args``. Unknown options without ``--runner``, or without ``=value``, are usage errors."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, beam_args = argv[:at], argv[at + 1 :]
+    args, unknown = parser.parse_known_args(argv)
+    for item in unknown:
+        if not item.startswith("--") or "=" not in item:
+            parser.error(f"unrecognized argument {item!r} (Beam pipeline options go after -- or as --name=value)")
+    args.pipeline_args = [*unknown, *beam_args]
+    if args.pipeline_args and args.runner is None:
+        parser.error(f"Beam pipeline options {' '.join(args.pipeline_args)} need --runner")
+    direct = args.direct_num_workers is not None or args.direct_running_mode is not None
+    if direct and args.runner is None:
+        parser.error("--direct-num-workers and --direct-running-mode need --runner direct")
+    return args
 
 
 def _check_output_dir(path: Path, inputs: Sequence[Path]) -> None:
@@ -122,6 +172,7 @@ def _run(args: argparse.Namespace) -> int:
     for layer in layers:
         if layer not in known:  # before the network loads; its own architecture checks again below
             raise ConfigError(f"unknown layer {layer!r}: expected one of {', '.join(output_names('soundnet8'))}")
+    options = _beam_options(args) if args.runner is not None else None  # Beam present, before the network loads
     jobs = plan_jobs(args.inputs, FORMATS[args.format], stdin=sys.stdin, relative_to=args.relative_to)
     _check_output_dir(args.output_dir, [job.input for job in jobs])
     net = load_model(args.weights, verbose=not args.quiet, precision=args.precision)
@@ -129,20 +180,23 @@ def _run(args: argparse.Namespace) -> int:
         net.geometry(layer)  # validates the names before any work
     if args.chunk_seconds is not None:
         net.chunk_seconds = args.chunk_seconds
-    summary = extract_to_folder(
-        net,
-        jobs,
-        args.output_dir,
-        layers=layers,
-        fmt=args.format,
-        pad=None if args.no_pad else "repeat",
-        channels=args.channels,
-        overwrite=args.overwrite,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        progress="off" if args.quiet else args.progress,
-        say=lambda line: _say(line, args.quiet),
-    )
+    common = {
+        "layers": layers,
+        "fmt": args.format,
+        "pad": None if args.no_pad else "repeat",
+        "channels": args.channels,
+        "overwrite": args.overwrite,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "say": lambda line: _say(line, args.quiet),
+    }
+    if options is None:
+        progress = "off" if args.quiet else args.progress
+        summary = extract_to_folder(net, jobs, args.output_dir, progress=progress, **common)
+    else:
+        from ..extraction.beam_pipeline import extract_with_beam
+
+        summary = extract_with_beam(net, jobs, args.output_dir, options, weights=args.weights, **common)
     if not args.quiet:
         print(
             f"{len(summary.written)} written, {len(summary.skipped)} already done, {len(summary.failed)} failed "
@@ -155,9 +209,22 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _beam_options(args: argparse.Namespace):
+    """The Beam ``PipelineOptions`` of the command line (a :class:`ConfigError` naming the extra without Beam)."""
+    from ..extraction.beam_pipeline import pipeline_options  # imports Apache Beam: only with --runner
+
+    return pipeline_options(
+        args.runner,
+        args.pipeline_args,
+        direct_num_workers=args.direct_num_workers,
+        direct_running_mode=args.direct_running_mode,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``soundnet-extract``; returns the exit status (0: all files done, 1: some failed)."""
-    return run_cli(_run, build_parser(), argv)
+    args = parse_arguments(argv)
+    return guard(lambda: _run(args))
 
 
 if __name__ == "__main__":

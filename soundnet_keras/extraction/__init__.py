@@ -2,6 +2,8 @@
 
 - :func:`~.jobs.plan_jobs`: inputs (files, folders, globs, a list on stdin) → jobs with mirrored output paths;
 - :func:`~.run.extract_to_folder`: runs them, resumable (what ``soundnet-extract`` does);
+- :func:`~.beam_pipeline.extract_with_beam`: the same as an Apache Beam pipeline (``soundnet-extract --runner``;
+  the ``[beam]`` extra), sharing :class:`~.run.FeatureWriter` with the single-process loop;
 - :func:`load_features`: reads one feature file, or a whole output folder, back.
 """
 

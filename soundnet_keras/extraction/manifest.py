@@ -54,19 +54,31 @@ def input_stamp(path: Path) -> tuple[int | None, int | None]:
 class Manifest:
     """The manifest of one output folder: what was done, and an append handle for what is done next."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, since: int = 0) -> None:
+        """Read the manifest of ``folder``; ``since``: only the lines from that byte offset on (an earlier
+        :meth:`end`), i.e. what was appended after it."""
         self.path = Path(folder) / MANIFEST_NAME
         self.entries: dict[str, Entry] = {}
         self.skipped_lines = 0
         self._handle: TextIO | None = None
         if self.path.exists():
-            self._read()
+            self._read(since)
 
-    def _read(self) -> None:
-        with open(self.path, encoding="utf-8", errors="replace") as handle:
+    def end(self) -> int:
+        """The manifest's current length in bytes (0 when there is none yet)."""
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _read(self, since: int) -> None:
+        with open(self.path, "rb") as handle:
+            handle.seek(since)
             for line in handle:
+                if since and not line.strip():
+                    continue  # the newline that ended a line cut off before ``since``
                 try:
-                    raw = json.loads(line)
+                    raw = json.loads(line.decode("utf-8", errors="replace"))
                     entry = Entry(
                         input=str(raw["input"]),
                         output=str(raw["output"]),
