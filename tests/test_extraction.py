@@ -455,7 +455,10 @@ def test_beam_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest
     )
     assert options.view_as(DirectOptions).direct_num_workers == 2
     assert options.get_all_options()["direct_running_mode"] == "multi_threading"
-    assert options.get_all_options()["parallelism"] == 3 and options.get_all_options()["runner"] == "direct"
+    assert options.get_all_options()["parallelism"] == 3
+    # the DirectRunner's local engine, named: no Prism download attempted
+    assert options.get_all_options()["runner"] == "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+    assert pipeline_options("prism").get_all_options()["runner"] == "prism"
     with pytest.raises(ConfigError, match="direct running mode 'threads' is not one of in_memory, multi_threading"):
         pipeline_options("direct", direct_running_mode="threads")
     with pytest.raises(ConfigError, match=r"--runner 'nosuch': Unexpected pipeline runner: nosuch\. Valid values are"):

@@ -135,6 +135,17 @@ class RecordOutcomes(beam.DoFn):
             manifest.close()
 
 
+LOCAL_ENGINES = {
+    "direct": "apache_beam.runners.portability.fn_api_runner.FnApiRunner",
+    "directrunner": "apache_beam.runners.portability.fn_api_runner.FnApiRunner",
+}
+"""``--runner direct`` runs Beam's Python FnApiRunner, the local engine Beam's DirectRunner uses (and honours
+``direct_num_workers`` / ``direct_running_mode``). Beam 2.77's DirectRunner would first try Prism, a binary it
+downloads from GitHub: with no network that fails and it falls back to this engine, with network it runs another
+one. Naming the engine gives the same, tested run everywhere and never reaches out. ``--runner prism`` still
+asks for Prism."""
+
+
 def pipeline_options(
     runner: str,
     pipeline_args: Sequence[str] = (),
@@ -152,6 +163,7 @@ def pipeline_options(
         raise ConfigError(f"direct_num_workers must be at least 1, got {direct_num_workers}")
     from apache_beam.runners.runner import create_runner  # Beam's own name lookup (direct, flink, a class path...)
 
+    runner = LOCAL_ENGINES.get(runner.lower(), runner)
     try:
         create_runner(runner)
     except (ValueError, ImportError) as exc:
@@ -216,6 +228,7 @@ def extract_with_beam(
         element = {"index": index, "input": os.path.abspath(job.input), "output": str(job.output)}
         elements.append({**element, "size": size, "mtime_ns": mtime_ns})
     runner = options.view_as(StandardOptions).runner
+    runner = "direct" if runner in LOCAL_ENGINES.values() else runner  # as the user named it
     say(f"extracting {len(elements)} input(s) with Apache Beam's {runner}")
     since = run.manifest.end()
     pipeline = beam.Pipeline(options=options)
