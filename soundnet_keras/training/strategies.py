@@ -15,6 +15,11 @@ the same global batch. Under JAX the devices share one jitted program (GSPMD): B
 of the global batch, as TensorFlow's synchronized BatchNorm gives under ``MirroredStrategy``. Keras has no
 distribution API for the PyTorch backend, so PyTorch trains on one device.
 
+``multiworker`` is :class:`~soundnet_keras.training.multiworker.MultiWorkerMirrored`, TensorFlow's
+``MultiWorkerMirroredStrategy`` with a ``reduce`` that Keras 3's ``fit`` can use: one process per machine, each
+with its ``TF_CONFIG`` (without one, a single worker). Tested with two workers on one machine (CPU): they end with
+identical weights, those of one process on 2 mirrored devices with the same global batch.
+
 :func:`make_strategy` returns an object with what :func:`~soundnet_keras.training.train.train` asks of a strategy:
 ``scope()`` (models and optimizers are created in it) and ``num_replicas_in_sync``. For Keras distributions the
 training loop itself must also run in the scope: see :func:`fit_scope`.
@@ -149,7 +154,9 @@ def make_strategy(kind: str = "default", devices: Sequence[str] | None = None):
         import tensorflow as tf  # the active backend: already imported by Keras
 
         if kind == "multiworker":
-            return tf.distribute.MultiWorkerMirroredStrategy()
+            from .multiworker import MultiWorkerMirrored  # MultiWorkerMirroredStrategy, with a reduce fit can use
+
+            return MultiWorkerMirrored()
         return tf.distribute.MirroredStrategy(devices=check_devices(devices) if devices else None)
     if kind in TF_STRATEGIES:
         raise _refuse_tf_strategy(kind, backend)
