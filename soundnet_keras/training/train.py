@@ -6,7 +6,10 @@
   :mod:`~soundnet_keras.training.strategies` for each backend): the model and optimizer are created in
   ``strategy.scope()``. ``data_parallel`` is ``MirroredStrategy`` under TensorFlow and
   ``keras.distribution.DataParallel`` under JAX. ``multiworker`` is configured by ``TF_CONFIG`` (one process per
-  machine, all started with the same arguments); without ``TF_CONFIG`` it runs as a single worker.
+  machine, all started with the same arguments and the same ``output_dir``, a shared folder or one per machine);
+  without ``TF_CONFIG`` it runs as a single worker. The chief alone writes ``checkpoints/`` and the final weights;
+  every worker writes its own backups (the chief in ``backup/``, worker N in ``backup/worker-N``), and a restarted
+  cluster resumes from the newest backup every worker holds (:func:`agreed_epoch`).
 * **Batch and learning rate**: ``batch_size`` is the *global* batch (the original: 64), split evenly over the
   replicas (it must be divisible by their number). The loss is the mean over the global batch (Keras divides each
   replica's loss by the number of replicas, and gradients are summed across replicas), so one step on N replicas
@@ -27,7 +30,9 @@
   ``deterministic=True``) it ends with the same weights as an uninterrupted run.
 * **Data order**: the training stream is a function of ``seed`` alone (stateless per-pass shard order, a record
   shuffle that does not reshuffle per iterator), so 1 and N replicas see the same global batches, split across the
-  replicas: with one seed, their step-1 losses are equal to float tolerance.
+  replicas: with one seed, their step-1 losses are equal to float tolerance. Across workers too: the stream is
+  sharded by data (each worker runs it whole and keeps its slice of every global batch; see
+  :func:`~.data.make_dataset`).
 * **Optimizer**: Adam with Torch's epsilon 1e-8 (the original's ``optim.adam``; Keras' default is 1e-7).
   ``lr_schedule`` ``constant`` or ``cosine`` (to 0 at the last step), after ``warmup_steps`` of linear warmup
   (:class:`WarmupSchedule`, driven by the optimizer's step count, which a backup restores).
@@ -298,7 +303,9 @@ class TrainResult:
     steps_done: int
     history: dict
     weights_path: Path | None
+    """The final weights file (None on workers other than the chief)."""
     checkpoints: list[Path]
+    """The numbered checkpoints written and kept (none on workers other than the chief)."""
     learning_rate: float
     replicas: int
     held_out: list[str] | None = None
@@ -875,28 +882,31 @@ def _training_callbacks(
     categories: Mapping[str, Sequence[str]] | None = None,
 ) -> list:
     """The built-in callbacks, in order: held-out KL (with a ``validation`` dataset), progress (clips/s, learning
-    rate), early stopping, crash-safe backups, numbered checkpoints (carrying ``categories``, the teachers' names)
-    and, when wanted, TensorBoard logs."""
+    rate), early stopping, crash-safe backups, numbered checkpoints (the chief's alone, carrying ``categories``, the
+    teachers' names) and, when wanted, TensorBoard logs.
+
+    Other workers write no numbered checkpoint: writing weights reads only this worker's copy of the (mirrored)
+    variables, no collective the chief would wait for, and the chief's checkpoints are the same weights."""
     output, every = workspace.output, plan.every
-    checkpoint_dir = output / "checkpoints" if workspace.chief else Path(tempfile.mkdtemp(prefix="soundnet-worker-"))
     cbs: list = [_HeldOutKL(validation)] if validation is not None else []
     cbs.append(_Progress(every, plan.batch_size, plan.epochs * every, say))
     if config.early_stopping:  # before the backup, which is then written at the interval the run stops after
         cbs.append(keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping, verbose=0))
-    cbs += [
-        _CrashSafeBackup(workspace.backup_dir, signature, stride=plan.backup_stride, epochs=plan.epochs),
-        _StepCheckpoint(
-            config.arch,
-            checkpoint_dir,
-            every,
-            source,
-            written,
-            keep=config.keep_checkpoints,
-            best_only=config.best_only,
-            resumed=resumed,
-            categories=categories,
-        ),
-    ]
+    cbs.append(_CrashSafeBackup(workspace.backup_dir, signature, stride=plan.backup_stride, epochs=plan.epochs))
+    if workspace.chief:
+        cbs.append(
+            _StepCheckpoint(
+                config.arch,
+                output / "checkpoints",
+                every,
+                source,
+                written,
+                keep=config.keep_checkpoints,
+                best_only=config.best_only,
+                resumed=resumed,
+                categories=categories,
+            )
+        )
     if _tensorboard_wanted(config.tensorboard, say):
         logs = output / "logs" if workspace.chief else output / "logs" / f"worker-{workspace.worker}"
         cbs.append(keras.callbacks.TensorBoard(str(logs), update_freq=max(1, min(every, 50))))
