@@ -82,7 +82,7 @@ from .data import (
     read_manifest,
 )
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
-from .strategies import fit_scope, make_strategy, worker_info
+from .strategies import cluster_size, fit_scope, make_strategy, worker_info
 
 REFERENCE_BATCH = 64
 """The original's batch size, the reference of ``scale_lr``."""
@@ -793,23 +793,14 @@ def _epochs(steps: int, every: int, say: Callable[[str], None]) -> int:
     return epochs
 
 
-def _workspace(output_dir: Path) -> _Workspace:
-    """Create ``output_dir``; the chief backs up in ``backup/``, other workers in ``backup/worker-N``."""
-    _, worker, chief = worker_info()
+def _workspace(output_dir: Path, strategy) -> _Workspace:
+    """Create ``output_dir``; the chief of ``strategy``'s cluster backs up in ``backup/``, other workers in
+    ``backup/worker-N``."""
+    _, worker, chief = worker_info(strategy)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     backup_dir = output / "backup" if chief else output / "backup" / f"worker-{worker}"
     return _Workspace(output, backup_dir, worker, chief)
-
-
-def _cluster_size() -> int:
-    """Number of worker processes (chief included) ``TF_CONFIG`` describes (1 without it)."""
-    raw = os.environ.get("TF_CONFIG", "")
-    try:
-        cluster = json.loads(raw).get("cluster", {}) if raw else {}
-        return max(1, sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")))
-    except (ValueError, AttributeError, TypeError):
-        return 1
 
 
 def agreed_epoch(strategy, usable: Sequence[int], unusable: bool) -> int:
@@ -842,7 +833,7 @@ def _resume(
     epochs = [b.epoch for b in scan.usable]
     unusable = bool(scan.damaged and not scan.usable)
     epoch = max(epochs, default=0)
-    if _cluster_size() > 1 and hasattr(strategy, "gather"):  # tf.distribute across workers
+    if cluster_size(strategy) > 1 and hasattr(strategy, "gather"):  # tf.distribute across workers
         try:
             epoch = agreed_epoch(strategy, epochs, unusable)
         except ConfigError:
@@ -989,7 +980,7 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
         replicas = _replicas(strategy, plan.batch_size)
         lr = config.learning_rate * (plan.batch_size / REFERENCE_BATCH if config.scale_lr else 1.0)
         every, epochs = plan.every, plan.epochs
-        workspace = _workspace(config.output_dir)
+        workspace = _workspace(config.output_dir, strategy)
         signature = run_signature(config.arch, plan.batch_size, every, config.val_fraction)
         backup = _resume(workspace, strategy, signature, every, say)
         start_epoch = backup.epoch if backup else 0
