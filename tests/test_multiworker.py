@@ -21,9 +21,11 @@ Adam runs in its linear regime (epsilon 1000, learning rate 1: each update is ab
 mean): Adam's first steps are ``lr x g / |g|``, which turns the float noise of exactly-zero gradients (conv biases
 before BatchNorm) into lr-sized differences; the linear regime shows the gradient itself, as SGD would.
 
-A second run resumes the killed cluster: worker 1 lost its latest backup (its metadata, as a kill while writing it
-leaves), so the workers agree (``agreed_epoch``, a collective) on the newest backup both hold and continue from
-there to the weights of the uninterrupted single-process run.
+A second run resumes the killed cluster, started again with each worker's place in a cluster resolver given to
+``train(strategy=MultiWorkerMirrored(cluster_resolver=...))`` and no ``TF_CONFIG`` (as with ``SlurmClusterResolver``):
+worker 1 lost its latest backup (its metadata, as a kill while writing it leaves), so the workers agree
+(``agreed_epoch``, a collective) on the newest backup both hold and continue from there to the weights of the
+uninterrupted single-process run.
 """
 
 from __future__ import annotations
@@ -55,10 +57,20 @@ TRAIN_SCRIPT = textwrap.dedent("""
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    import os
     import keras
     import numpy as np
     from soundnet_keras.training.train import TrainConfig, train
     from training_helpers import step_losses
+
+    strategy = None
+    if os.environ.get("SOUNDNET_TEST_CLUSTER"):  # no TF_CONFIG: the cluster is the strategy's resolver's
+        import tensorflow as tf
+        from soundnet_keras.training.multiworker import MultiWorkerMirrored
+        place = json.loads(os.environ["SOUNDNET_TEST_CLUSTER"])
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(place["cluster"]), task_type="worker", task_id=place["index"], rpc_layer="grpc")
+        strategy = MultiWorkerMirrored(cluster_resolver=resolver)
 
     class StepWeights(keras.callbacks.Callback):
         def __init__(self):
@@ -72,7 +84,8 @@ TRAIN_SCRIPT = textwrap.dedent("""
     for settings, result in runs:
         losses, weights, said = step_losses(), StepWeights(), []
         paths = {"shards": Path(settings["shards"]), "output_dir": Path(settings["output_dir"])}
-        done = train(TrainConfig(**{**settings, **paths}), callbacks=[losses, weights], log=said.append)
+        config = TrainConfig(**{**settings, **paths})
+        done = train(config, callbacks=[losses, weights], strategy=strategy, log=said.append)
         np.savez(result + ".npz", **{f"{s}/{i}": w for s, ws in enumerate(weights.steps) for i, w in enumerate(ws)})
         Path(result + ".json").write_text(json.dumps({
             "losses": losses.losses, "history": done.history, "said": said, "replicas": done.replicas,
@@ -82,10 +95,12 @@ TRAIN_SCRIPT = textwrap.dedent("""
 """)
 
 CLUSTER_SCRIPT = textwrap.dedent("""
-    # start one TRAIN_SCRIPT worker per run of argv[2] on 127.0.0.1 with its TF_CONFIG (ports chosen now), wait for
-    # all (at most argv[3] seconds), kill the others as soon as one fails; prints each worker's exit status
+    # start one TRAIN_SCRIPT worker per run of argv[2] on 127.0.0.1 (ports chosen now), each told its place by its
+    # TF_CONFIG, or (argv[5] "resolver") by a cluster resolver the script gives train(); wait for all (at most
+    # argv[3] seconds), kill the others as soon as one fails; print each worker's exit status
     import fcntl, json, os, socket, struct, subprocess, sys, time
-    script, runs, timeout, private = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
+    script, runs, timeout = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
+    private, told = sys.argv[4] == "1", sys.argv[5]
     if private:  # a new network namespace: bring its loopback interface up (SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             flags = struct.unpack("16sH14s", fcntl.ioctl(s, 0x8913, struct.pack("16sH14s", b"lo", 0, b"")))[1]
@@ -99,8 +114,12 @@ CLUSTER_SCRIPT = textwrap.dedent("""
     workers = []
     try:
         for index, (settings, result) in enumerate(runs):
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            env = {**os.environ, "TF_CONFIG": tf_config, "TMPDIR": result + ".tmp"}
+            env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+            env["TMPDIR"] = result + ".tmp"
+            if told == "resolver":
+                env["SOUNDNET_TEST_CLUSTER"] = json.dumps({"cluster": cluster, "index": index})
+            else:
+                env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
             os.makedirs(env["TMPDIR"])
             with open(result + ".log", "w") as log:
                 command = [sys.executable, "-c", script, json.dumps([[settings, result]])]
@@ -129,12 +148,13 @@ def _private_network() -> list[str]:
     return [unshare, "--user", "--map-root-user", "--net"] if probe.returncode == 0 else []
 
 
-def _run_cluster(runs: list[list], timeout: int = 300) -> dict:
-    """Run one training worker per run (``[settings, result path]``) as a cluster of this machine; a worker that
+def _run_cluster(runs: list[list], told: str = "tf_config", timeout: int = 300) -> dict:
+    """Run one training worker per run (``[settings, result path]``) as a cluster of this machine, each told its
+    place by ``TF_CONFIG`` or (``told="resolver"``) by a ``SimpleClusterResolver`` given to ``train``; a worker that
     fails fails the test with its log. Every process is gone when this returns."""
     prefix = _private_network()
     command = [*prefix, sys.executable, "-c", CLUSTER_SCRIPT, TRAIN_SCRIPT, json.dumps(runs), str(timeout)]
-    command.append("1" if prefix else "0")
+    command += ["1" if prefix else "0", told]
     launcher = subprocess.Popen(
         command, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -309,15 +329,15 @@ def test_two_workers_end_with_the_weights_of_one_worker(first_run: FirstRun) -> 
 @pytest.mark.slow
 def test_workers_resume_from_the_newest_backup_both_hold(first_run: FirstRun, tmp_path: Path) -> None:
     # worker 1 lost its latest backup (killed while writing its metadata): both continue from step 2, the newest
-    # backup both hold, to the weights of the uninterrupted run on 2 mirrored devices
+    # backup both hold, to the weights of the uninterrupted run on 2 mirrored devices. Restarted with their places
+    # in a cluster resolver given to train() and no TF_CONFIG: each knows its place from the strategy
     cluster = tmp_path / "cluster"
     shutil.copytree(first_run.cluster, cluster)
     backup = cluster / "backup"
     (backup / "worker-1" / "epoch-00000002.json").unlink()
     resumed = [tmp_path / "worker-0", tmp_path / "worker-1"]
-    _run_cluster(
-        [[{**run[0], "output_dir": str(cluster)}, str(w)] for run, w in zip(first_run.runs, resumed, strict=True)]
-    )
+    again = [[{**run[0], "output_dir": str(cluster)}, str(w)] for run, w in zip(first_run.runs, resumed, strict=True)]
+    _run_cluster(again, told="resolver")
     (chief, chief_steps), (other, other_steps) = (_result(w) for w in resumed)
     newest = "(the newest backup every worker holds)"
     assert f"resuming from the backup {backup / 'epoch-00000001.weights.h5'} at step 2 {newest}" in _said(chief)
