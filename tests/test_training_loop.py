@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_helpers import kill_after, run_script, synthetic_shards
+from training_helpers import SMALL_RUN, kill_after, run_script, synthetic_shards
 
 from soundnet_keras.errors import ConfigError
 from soundnet_keras.training.data import held_out_videos, make_dataset, read_manifest
@@ -28,17 +28,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _config(shards: Path, folder: Path, **changes):
     from soundnet_keras.training.train import TrainConfig
 
-    settings = {
-        "arch": "soundnet5",
-        "steps": 6,
-        "batch_size": 4,
-        "crop_seconds": 3,
-        "checkpoint_every": 2,
-        "seed": 11,
-        "verbose": 0,
-        "tensorboard": False,
-    }
-    return TrainConfig(shards, folder, **{**settings, **changes})
+    return TrainConfig(shards, folder, **{**SMALL_RUN, **changes})
 
 
 REPLICAS_SCRIPT = textwrap.dedent("""

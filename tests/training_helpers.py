@@ -14,6 +14,20 @@ from soundnet_keras.training.data import write_synthetic_shards
 REPO = Path(__file__).resolve().parents[1]
 
 
+SMALL_RUN = {
+    "arch": "soundnet5",
+    "steps": 6,
+    "batch_size": 4,
+    "crop_seconds": 3,
+    "checkpoint_every": 2,
+    "seed": 11,
+    "verbose": 0,
+    "tensorboard": False,
+}
+"""``TrainConfig`` settings of the training tests' small run: SoundNet-5, 3 checkpoint intervals of 2 steps on
+batches of 4 three-second crops, quiet."""
+
+
 def synthetic_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20 synthetic videos of 2-5 one-second steps (the shards both training test modules train on)."""
     return write_synthetic_shards(
@@ -53,15 +67,19 @@ def step_losses():
     return Losses()
 
 
+def script_env() -> dict[str, str]:
+    """The environment of a test script's Python: it imports this checkout and these helpers; TensorFlow's logs
+    silenced."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+
+
 def run_script(script: str, *args: object, timeout: int = 240) -> subprocess.CompletedProcess:
-    """Run ``script`` with ``args`` in a fresh Python that imports this checkout and these helpers (TensorFlow's logs
-    silenced)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    """Run ``script`` with ``args`` in a fresh Python (:func:`script_env`)."""
     return subprocess.run(
         [sys.executable, "-c", script, *map(str, args)],
         capture_output=True,
         text=True,
-        env=env,
+        env=script_env(),
         timeout=timeout,
         check=False,
     )

@@ -157,9 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         losses, held = result.history.get("loss", []), result.history.get("val_loss", [])
         last = f", last interval's loss {losses[-1]:.4f}" if losses else ""
         last += f", val_loss {held[-1]:.4f}" if held else ""
-        print(
-            f"trained {result.steps_done} steps on {result.replicas} replica(s){last}; weights: {result.weights_path}"
-        )
+        weights = result.weights_path or "written by the chief worker"
+        print(f"trained {result.steps_done} steps on {result.replicas} replica(s){last}; weights: {weights}")
         return 0
 
     return guard(body)

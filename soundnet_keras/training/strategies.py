@@ -15,6 +15,11 @@ the same global batch. Under JAX the devices share one jitted program (GSPMD): B
 of the global batch, as TensorFlow's synchronized BatchNorm gives under ``MirroredStrategy``. Keras has no
 distribution API for the PyTorch backend, so PyTorch trains on one device.
 
+``multiworker`` is :class:`~soundnet_keras.training.multiworker.MultiWorkerMirrored`, TensorFlow's
+``MultiWorkerMirroredStrategy`` with a ``reduce`` that Keras 3's ``fit`` can use: one process per machine, each
+with its ``TF_CONFIG`` (without one, a single worker). Tested with two workers on one machine (CPU): they end with
+identical weights, those of one process on 2 mirrored devices with the same global batch.
+
 :func:`make_strategy` returns an object with what :func:`~soundnet_keras.training.train.train` asks of a strategy:
 ``scope()`` (models and optimizers are created in it) and ``num_replicas_in_sync``. For Keras distributions the
 training loop itself must also run in the scope: see :func:`fit_scope`.
@@ -36,20 +41,36 @@ TF_STRATEGIES = ("mirrored", "multiworker")
 """Strategies that are ``tf.distribute`` and so need ``KERAS_BACKEND=tensorflow``."""
 
 
-def worker_info() -> tuple[str, int, bool]:
-    """(task type, task index, is chief) of this process from ``TF_CONFIG`` (``("worker", 0, True)`` without it)."""
+def _cluster_and_task(strategy=None) -> tuple[dict, str, int]:
+    """(cluster: task type -> addresses, this task's type, its index): from the cluster resolver of ``strategy``
+    when it has one that knows this task (``SlurmClusterResolver``, or ``TFConfigClusterResolver`` with
+    ``TF_CONFIG``), else from ``TF_CONFIG`` (``({}, "worker", 0)`` without it)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None and resolver.task_type is not None:
+        return dict(resolver.cluster_spec().as_dict()), str(resolver.task_type), int(resolver.task_id or 0)
     raw = os.environ.get("TF_CONFIG", "")
     if not raw:
-        return "worker", 0, True
+        return {}, "worker", 0
     try:
         config = json.loads(raw)
         task = config.get("task", {})
-        kind, index = str(task.get("type", "worker")), int(task.get("index", 0))
-        cluster = config.get("cluster", {})
+        return dict(config.get("cluster", {})), str(task.get("type", "worker")), int(task.get("index", 0))
     except (ValueError, AttributeError, TypeError) as exc:
         raise ConfigError(f"TF_CONFIG is not valid JSON with a 'task' entry: {exc}") from None
-    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
-    return kind, index, chief
+
+
+def worker_info(strategy=None) -> tuple[str, int, bool]:
+    """(task type, task index, is chief) of this process in the cluster of ``strategy`` (see
+    :func:`_cluster_and_task`; ``("worker", 0, True)`` outside a cluster). The chief is task ``chief``, or worker 0
+    of a cluster without one."""
+    cluster, kind, index = _cluster_and_task(strategy)
+    return kind, index, kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+
+
+def cluster_size(strategy=None) -> int:
+    """Number of worker processes (chief included) in the cluster of ``strategy`` (1 outside a cluster)."""
+    cluster, _, _ = _cluster_and_task(strategy)
+    return max(1, sum(len(cluster.get(kind, ())) for kind in ("chief", "worker")))
 
 
 def _device_key(name: str) -> tuple[str, int] | None:
@@ -149,7 +170,9 @@ def make_strategy(kind: str = "default", devices: Sequence[str] | None = None):
         import tensorflow as tf  # the active backend: already imported by Keras
 
         if kind == "multiworker":
-            return tf.distribute.MultiWorkerMirroredStrategy()
+            from .multiworker import MultiWorkerMirrored  # MultiWorkerMirroredStrategy, with a reduce fit can use
+
+            return MultiWorkerMirrored()
         return tf.distribute.MirroredStrategy(devices=check_devices(devices) if devices else None)
     if kind in TF_STRATEGIES:
         raise _refuse_tf_strategy(kind, backend)

@@ -6,7 +6,10 @@
   :mod:`~soundnet_keras.training.strategies` for each backend): the model and optimizer are created in
   ``strategy.scope()``. ``data_parallel`` is ``MirroredStrategy`` under TensorFlow and
   ``keras.distribution.DataParallel`` under JAX. ``multiworker`` is configured by ``TF_CONFIG`` (one process per
-  machine, all started with the same arguments); without ``TF_CONFIG`` it runs as a single worker.
+  machine, all started with the same arguments and the same ``output_dir``, a shared folder or one per machine);
+  without ``TF_CONFIG`` it runs as a single worker. The chief alone writes ``checkpoints/`` and the final weights;
+  every worker writes its own backups (the chief in ``backup/``, worker N in ``backup/worker-N``), and a restarted
+  cluster resumes from the newest backup every worker holds (:func:`agreed_epoch`).
 * **Batch and learning rate**: ``batch_size`` is the *global* batch (the original: 64), split evenly over the
   replicas (it must be divisible by their number). The loss is the mean over the global batch (Keras divides each
   replica's loss by the number of replicas, and gradients are summed across replicas), so one step on N replicas
@@ -27,7 +30,9 @@
   ``deterministic=True``) it ends with the same weights as an uninterrupted run.
 * **Data order**: the training stream is a function of ``seed`` alone (stateless per-pass shard order, a record
   shuffle that does not reshuffle per iterator), so 1 and N replicas see the same global batches, split across the
-  replicas: with one seed, their step-1 losses are equal to float tolerance.
+  replicas: with one seed, their step-1 losses are equal to float tolerance. Across workers too: the stream is
+  sharded by data (each worker runs it whole and keeps its slice of every global batch; see
+  :func:`~.data.make_dataset`).
 * **Optimizer**: Adam with Torch's epsilon 1e-8 (the original's ``optim.adam``; Keras' default is 1e-7).
   ``lr_schedule`` ``constant`` or ``cosine`` (to 0 at the last step), after ``warmup_steps`` of linear warmup
   (:class:`WarmupSchedule`, driven by the optimizer's step count, which a backup restores).
@@ -77,7 +82,7 @@ from .data import (
     read_manifest,
 )
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
-from .strategies import fit_scope, make_strategy, worker_info
+from .strategies import cluster_size, fit_scope, make_strategy, worker_info
 
 REFERENCE_BATCH = 64
 """The original's batch size, the reference of ``scale_lr``."""
@@ -298,7 +303,9 @@ class TrainResult:
     steps_done: int
     history: dict
     weights_path: Path | None
+    """The final weights file (None on workers other than the chief)."""
     checkpoints: list[Path]
+    """The numbered checkpoints written and kept (none on workers other than the chief)."""
     learning_rate: float
     replicas: int
     held_out: list[str] | None = None
@@ -786,23 +793,14 @@ def _epochs(steps: int, every: int, say: Callable[[str], None]) -> int:
     return epochs
 
 
-def _workspace(output_dir: Path) -> _Workspace:
-    """Create ``output_dir``; the chief backs up in ``backup/``, other workers in ``backup/worker-N``."""
-    _, worker, chief = worker_info()
+def _workspace(output_dir: Path, strategy) -> _Workspace:
+    """Create ``output_dir``; the chief of ``strategy``'s cluster backs up in ``backup/``, other workers in
+    ``backup/worker-N``."""
+    _, worker, chief = worker_info(strategy)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     backup_dir = output / "backup" if chief else output / "backup" / f"worker-{worker}"
     return _Workspace(output, backup_dir, worker, chief)
-
-
-def _cluster_size() -> int:
-    """Number of worker processes (chief included) ``TF_CONFIG`` describes (1 without it)."""
-    raw = os.environ.get("TF_CONFIG", "")
-    try:
-        cluster = json.loads(raw).get("cluster", {}) if raw else {}
-        return max(1, sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")))
-    except (ValueError, AttributeError, TypeError):
-        return 1
 
 
 def agreed_epoch(strategy, usable: Sequence[int], unusable: bool) -> int:
@@ -835,7 +833,7 @@ def _resume(
     epochs = [b.epoch for b in scan.usable]
     unusable = bool(scan.damaged and not scan.usable)
     epoch = max(epochs, default=0)
-    if _cluster_size() > 1 and hasattr(strategy, "gather"):  # tf.distribute across workers
+    if cluster_size(strategy) > 1 and hasattr(strategy, "gather"):  # tf.distribute across workers
         try:
             epoch = agreed_epoch(strategy, epochs, unusable)
         except ConfigError:
@@ -875,28 +873,31 @@ def _training_callbacks(
     categories: Mapping[str, Sequence[str]] | None = None,
 ) -> list:
     """The built-in callbacks, in order: held-out KL (with a ``validation`` dataset), progress (clips/s, learning
-    rate), early stopping, crash-safe backups, numbered checkpoints (carrying ``categories``, the teachers' names)
-    and, when wanted, TensorBoard logs."""
+    rate), early stopping, crash-safe backups, numbered checkpoints (the chief's alone, carrying ``categories``, the
+    teachers' names) and, when wanted, TensorBoard logs.
+
+    Other workers write no numbered checkpoint: writing weights reads only this worker's copy of the (mirrored)
+    variables, no collective the chief would wait for, and the chief's checkpoints are the same weights."""
     output, every = workspace.output, plan.every
-    checkpoint_dir = output / "checkpoints" if workspace.chief else Path(tempfile.mkdtemp(prefix="soundnet-worker-"))
     cbs: list = [_HeldOutKL(validation)] if validation is not None else []
     cbs.append(_Progress(every, plan.batch_size, plan.epochs * every, say))
     if config.early_stopping:  # before the backup, which is then written at the interval the run stops after
         cbs.append(keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping, verbose=0))
-    cbs += [
-        _CrashSafeBackup(workspace.backup_dir, signature, stride=plan.backup_stride, epochs=plan.epochs),
-        _StepCheckpoint(
-            config.arch,
-            checkpoint_dir,
-            every,
-            source,
-            written,
-            keep=config.keep_checkpoints,
-            best_only=config.best_only,
-            resumed=resumed,
-            categories=categories,
-        ),
-    ]
+    cbs.append(_CrashSafeBackup(workspace.backup_dir, signature, stride=plan.backup_stride, epochs=plan.epochs))
+    if workspace.chief:
+        cbs.append(
+            _StepCheckpoint(
+                config.arch,
+                output / "checkpoints",
+                every,
+                source,
+                written,
+                keep=config.keep_checkpoints,
+                best_only=config.best_only,
+                resumed=resumed,
+                categories=categories,
+            )
+        )
     if _tensorboard_wanted(config.tensorboard, say):
         logs = output / "logs" if workspace.chief else output / "logs" / f"worker-{workspace.worker}"
         cbs.append(keras.callbacks.TensorBoard(str(logs), update_freq=max(1, min(every, 50))))
@@ -979,7 +980,7 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
         replicas = _replicas(strategy, plan.batch_size)
         lr = config.learning_rate * (plan.batch_size / REFERENCE_BATCH if config.scale_lr else 1.0)
         every, epochs = plan.every, plan.epochs
-        workspace = _workspace(config.output_dir)
+        workspace = _workspace(config.output_dir, strategy)
         signature = run_signature(config.arch, plan.batch_size, every, config.val_fraction)
         backup = _resume(workspace, strategy, signature, every, say)
         start_epoch = backup.epoch if backup else 0
