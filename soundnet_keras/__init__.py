@@ -21,7 +21,14 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_LAZY = {"SoundNet": "model", "Features": "results", "Prediction": "model", "load_features": "extraction"}
+_LAZY = {
+    "SoundNet": "model",
+    "Features": "results",
+    "Prediction": "model",
+    "load_features": "extraction",
+    "L3Net": "l3.model",
+    "load_network": "loading",
+}
 
 
 def __getattr__(name: str):
@@ -43,6 +50,7 @@ __all__ = [
     "Geometry",
     "InputTooShortError",
     "IntegrityError",
+    "L3Net",
     "Prediction",
     "PretrainedUnavailableError",
     "SoundNet",
@@ -52,4 +60,5 @@ __all__ = [
     "architectures",
     "geometry",
     "load_features",
+    "load_network",
 ]

@@ -13,6 +13,11 @@ so the smallest input giving ``m`` outputs is ``(m - 1) s + k - 2 p``. For a nam
 number of input samples between two consecutive frames, the *receptive field* the number of input samples a frame
 sees (padding included), and the *offset* the input position of the first sample of frame 0's receptive field
 (negative where padding reaches before the start).
+
+L³-Net (:mod:`soundnet_keras.l3`) is served by the same functions: its audio embedding stream (the audio
+subnetwork on 1-s windows every hop, one frame per window) has the geometry of one convolution with a kernel of one
+window and a stride of the hop, at its own sample rate (48 kHz; :func:`sample_rate`), and its tables live in
+:mod:`soundnet_keras.l3.tables`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import ConfigError, InputTooShortError
+from .l3 import tables as l3_tables
 
 SAMPLE_RATE = 22050
 """Sample rate (Hz) the network was trained on."""
@@ -172,8 +178,14 @@ def layer_table(arch: str, head_classes: HeadClasses | None = None) -> tuple[Lay
     try:
         table = LAYER_TABLES[arch]
     except KeyError:
+        if l3_tables.is_l3(arch):
+            raise ConfigError(
+                f"{arch!r} is an L³-Net architecture, which has no SoundNet layer table (and no object/scene heads): "
+                "use soundnet_keras.l3 (L3Net) for it"
+            ) from None
         raise ConfigError(
-            f"unknown architecture {arch!r}: expected one of {', '.join(map(repr, LAYER_TABLES))}"
+            f"unknown architecture {arch!r}: expected one of {', '.join(map(repr, LAYER_TABLES))} "
+            f"(or the L³-Net {', '.join(map(repr, l3_tables.ARCHITECTURES))})"
         ) from None
     if is_standard(head_classes):
         return table
@@ -201,20 +213,37 @@ def describe(arch: str, head_classes: HeadClasses | None = None) -> str:
     return f"{arch} ({', '.join(f'{head} {classes}' for head, classes in sizes.items())} classes)"
 
 
+def sample_rate(arch: str) -> int:
+    """Sample rate (Hz) of the input of ``arch``: 22,050 Hz for SoundNet, 48 kHz for L³-Net."""
+    if l3_tables.is_l3(arch):
+        return l3_tables.SAMPLE_RATE
+    layer_table(arch)  # ConfigError for an unknown architecture
+    return SAMPLE_RATE
+
+
 def output_names(arch: str) -> tuple[str, ...]:
     """Every named output of the architecture, in forward order (``conv1``, ``pool1``, ..., ``objects``, ``scenes``).
 
     ``convN`` is the output of that convolution after BatchNorm and ReLU; ``poolN`` after max pooling; the heads
-    give logits.
+    give logits. For L³-Net: the outputs of its audio embedding stream (``audio_conv1_1`` ... ``audio_pool4``).
     """
+    if l3_tables.is_l3(arch):
+        return tuple(l3_tables.stream_channels(arch))
     return tuple(layer.name for layer in layer_table(arch))
 
 
 def path_to(arch: str, name: str, head_classes: HeadClasses | None = None) -> tuple[Layer, ...]:
-    """The chain of layers from the input to the named output, inclusive (heads sized by ``head_classes``)."""
+    """The chain of layers from the input to the named output, inclusive (heads sized by ``head_classes``).
+
+    For L³-Net one layer: the 1-s window taken every hop, as a convolution of that kernel and stride.
+    """
     names = output_names(arch)
     if name not in names:
         raise ConfigError(f"unknown layer {name!r} for architecture {arch!r}: expected one of {', '.join(names)}")
+    if l3_tables.is_l3(arch):
+        window = l3_tables.WINDOW_SAMPLES
+        hop = l3_tables.tables(arch).hop_samples
+        return (Conv(name, l3_tables.stream_channels(arch)[name], window, hop, 0, batchnorm=False, relu=False),)
     chain = []
     for layer in trunk(arch):
         chain.append(layer)
@@ -231,7 +260,8 @@ def conv_output_length(length: int, kernel: int, stride: int, pad: int) -> int:
 
 @dataclass(frozen=True)
 class Geometry:
-    """Where the frames of one named output sit on the input waveform, in samples (22,050 Hz)."""
+    """Where the frames of one named output sit on the input waveform, in samples (at ``sample_rate``: 22,050 Hz
+    for SoundNet, 48 kHz for L³-Net)."""
 
     layer: str
     min_samples: int
@@ -243,10 +273,12 @@ class Geometry:
     offset: int
     """Input index of the first sample of frame 0's receptive field (negative where padding reaches before 0)."""
     channels: int
+    sample_rate: int = SAMPLE_RATE
+    """Sample rate (Hz) of the samples above."""
 
     @property
     def min_seconds(self) -> float:
-        return self.min_samples / SAMPLE_RATE
+        return self.min_samples / self.sample_rate
 
 
 def geometry(arch: str, name: str, head_classes: HeadClasses | None = None) -> Geometry:
@@ -264,7 +296,7 @@ def geometry(arch: str, name: str, head_classes: HeadClasses | None = None) -> G
     needed = 1
     for layer in reversed(chain):
         needed = max(1, (needed - 1) * layer.stride + layer.kernel - 2 * layer.pad)
-    return Geometry(name, needed, hop, receptive_field, offset, channels)
+    return Geometry(name, needed, hop, receptive_field, offset, channels, sample_rate(arch))
 
 
 def output_length(arch: str, name: str, num_samples: int) -> int:
@@ -287,18 +319,21 @@ def check_length(
     min_samples: int | None = None,
     reason: str = "for one output frame",
 ) -> None:
-    """Raise :class:`InputTooShortError` if ``num_samples`` (at 22,050 Hz) is below the named output's minimum.
+    """Raise :class:`InputTooShortError` if ``num_samples`` (at :func:`sample_rate`) is below the named output's
+    minimum.
 
     ``min_samples`` overrides the geometric minimum (e.g. :func:`reliable_min_samples` for the heads), ``reason``
     says what the minimum is for.
     """
     need = geometry(arch, name).min_samples if min_samples is None else min_samples
     if num_samples < need:
-        received_s = num_samples / SAMPLE_RATE
+        rate = sample_rate(arch)
+        received_s = num_samples / rate
+        advice = "" if l3_tables.is_l3(arch) else " ask for an earlier layer,"
         raise InputTooShortError(
-            f"{arch} layer {name!r} needs at least {need} samples ({need / SAMPLE_RATE:.3f} s at "
-            f"{SAMPLE_RATE} Hz) {reason}, but received {num_samples} samples ({received_s:.3f} s "
-            f"after resampling to {SAMPLE_RATE} Hz). Pass a longer clip, ask for an earlier layer, or pad it: "
+            f"{arch} layer {name!r} needs at least {need} samples ({need / rate:.3f} s at "
+            f"{rate} Hz) {reason}, but received {num_samples} samples ({received_s:.3f} s "
+            f"after resampling to {rate} Hz). Pass a longer clip,{advice} or pad it: "
             f"pad='repeat' (circular repeat, as the original scripts do) or pad='zeros'.",
             layer=name,
             min_samples=need,
@@ -509,4 +544,5 @@ def frame_times(arch: str, name: str, num_frames: int, num_samples: int | None =
         first = np.clip(first, 0, num_samples)
         last = np.clip(last, 0, num_samples)
         center = np.clip(center, 0, num_samples)
-    return FrameTimes(first / SAMPLE_RATE, center / SAMPLE_RATE, last / SAMPLE_RATE)
+    rate = sample_rate(arch)
+    return FrameTimes(first / rate, center / rate, last / rate)

@@ -165,41 +165,46 @@ def as_batch(waveform: object, *, name: str = "waveform") -> np.ndarray:
 
 
 def read_inputs(
-    waveform: object, sample_rate: object = None, channels: str = "mix", batch: bool = False
+    waveform: object,
+    sample_rate: object = None,
+    channels: str = "mix",
+    batch: bool = False,
+    target_rate: int = SAMPLE_RATE,
 ) -> tuple[list[np.ndarray] | np.ndarray, bool]:
-    """What the API was handed, at 22,050 Hz: one 1-D clip, a (clips, samples) array (``batch=True``) or a list of
-    1-D clips (the flag says which of the last two).
+    """What the API was handed, at ``target_rate`` (the network's: 22,050 Hz for SoundNet): one 1-D clip, a (clips,
+    samples) array (``batch=True``) or a list of 1-D clips (the flag says which of the last two).
 
     Paths (``str`` / ``os.PathLike``) are decoded with :func:`load_audio`; arrays follow the layout rule of
-    :func:`as_clip` and are resampled from ``sample_rate`` (22,050 Hz when None).
+    :func:`as_clip` and are resampled from ``sample_rate`` (``target_rate`` when None).
     """
     check_channels(channels)
     if isinstance(waveform, (list, tuple)) and waveform and not np.isscalar(waveform[0]):
         if batch:
             raise ConfigError("batch=True takes one 2-D array (clips, samples); a list is already several clips")
-        return [_read_clip(w, sample_rate, channels, f"waveform[{i}]") for i, w in enumerate(waveform)], True
+        clips = [_read_clip(w, sample_rate, channels, f"waveform[{i}]", target_rate) for i, w in enumerate(waveform)]
+        return clips, True
     if batch:
         if isinstance(waveform, (str, os.PathLike)):
             raise ConfigError("batch=True takes a 2-D array (clips, samples), not a file path")
-        return resample(as_batch(waveform), _rate(sample_rate)), False
-    return _read_clip(waveform, sample_rate, channels, "waveform"), False
+        return resample(as_batch(waveform), _rate(sample_rate, target_rate), target_rate), False
+    return _read_clip(waveform, sample_rate, channels, "waveform", target_rate), False
 
 
-def _rate(sample_rate: object) -> int:
-    return SAMPLE_RATE if sample_rate is None else check_sample_rate(sample_rate)
+def _rate(sample_rate: object, target_rate: int) -> int:
+    return target_rate if sample_rate is None else check_sample_rate(sample_rate)
 
 
-def _read_clip(waveform: object, sample_rate: object, channels: str, name: str) -> np.ndarray:
+def _read_clip(waveform: object, sample_rate: object, channels: str, name: str, target_rate: int) -> np.ndarray:
     if isinstance(waveform, (str, os.PathLike)):
         if sample_rate is not None:
             raise ConfigError(
                 f"{name} is a file path ({os.fspath(waveform)!r}), which carries its own sample rate: leave "
                 f"sample_rate out (got {sample_rate!r}), or decode it yourself with soundnet_keras.audio.load_audio"
             )
-        return load_audio(waveform, channels=channels)[0]
+        return load_audio(waveform, target_rate=target_rate, channels=channels)[0]
     if isinstance(waveform, bytes):
         raise ConfigError(f"{name} is bytes: pass a file path, or decode it with soundnet_keras.audio.load_audio")
-    return resample(as_clip(waveform, name=name, channels=channels), _rate(sample_rate))
+    return resample(as_clip(waveform, name=name, channels=channels), _rate(sample_rate, target_rate), target_rate)
 
 
 def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:

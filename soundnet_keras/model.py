@@ -27,7 +27,7 @@ from .network import build_network, build_serving_model, export_serving, get_par
 from .precision import DEFAULT_PRECISION, check_precision
 from .pretrained import load_pretrained, report
 from .results import ClipResult, Features, HeadScores
-from .running import run_clip, run_clips
+from .running import FeatureMethods, run_clip, run_clips
 from .weights import WeightsFile, category_names, custom_head_classes, save_weights
 
 
@@ -100,7 +100,7 @@ def _source(item: object) -> str:
     return os.fspath(item) if isinstance(item, (str, os.PathLike)) else ""
 
 
-class SoundNet:
+class SoundNet(FeatureMethods):
     """SoundNet (Aytar, Vondrick & Torralba, NIPS 2016) on raw 22,050 Hz waveforms, in Keras 3.
 
     Pretrained::
@@ -220,6 +220,9 @@ class SoundNet:
         """Names of the outputs that :meth:`features` accepts, in forward order."""
         return output_names(self.arch)
 
+    embedding_layer = "pool5"
+    """The layer downstream tools read by default (the paper's transfer features)."""
+
     def geometry(self, layer: str = "objects") -> Geometry:
         """Minimum input length, hop, receptive field and offset (samples at 22,050 Hz) of a named output."""
         return geometry(self.arch, layer, self.head_classes)
@@ -259,59 +262,6 @@ class SoundNet:
             arch_mod.check_length(self.arch, name, np.shape(batch)[1])
         out = self._runner(names)(batch)
         return {name: out[name] for name in names}
-
-    def intermediates(
-        self,
-        waveform: object,
-        sample_rate: int | None = None,
-        layers: Iterable[str] | None = None,
-        *,
-        pad: PadMode | None = None,
-        channels: str = "mix",
-        batch: bool = False,
-    ) -> dict[str, Features]:
-        """Several named outputs of one clip (or a ``batch=True`` array) in a single pass (``forward_intermediates``).
-
-        Inputs and ``pad`` as for :meth:`features`; with a head among ``layers`` the heads' padding policy applies to
-        the whole pass (see :func:`~soundnet_keras.architecture.plan_input`).
-        """
-        names = tuple(layers) if layers is not None else self.layers
-        for name in names:
-            geometry(self.arch, name)  # validates each name
-        pad = arch_mod.check_pad(pad)  # before any file is decoded
-        audio, is_list = read_inputs(waveform, sample_rate, channels, batch)
-        if is_list:
-            raise ConfigError("intermediates() takes one clip or a batch=True array; call it once per clip")
-        return run_clip(self.forward, self.arch, audio, names, pad, self.chunk_seconds)
-
-    def features(
-        self,
-        waveform: object,
-        sample_rate: int | None = None,
-        layer: str = "pool5",
-        *,
-        pad: PadMode | None = None,
-        channels: str = "mix",
-        batch: bool = False,
-        batch_size: int = 16,
-    ) -> Features | list[Features]:
-        """Activations of ``layer`` (``conv1`` ... ``conv7`` after BN+ReLU, ``pool*``, or head logits).
-
-        ``waveform``: a 1-D array (one clip); a (samples, channels) array (one clip, channels mixed or the first
-        taken, as ``channels`` says); a file path (decoded); a list of those (several clips, any lengths); or with
-        ``batch=True`` a (clips, samples) array. Arrays are at ``sample_rate`` (22,050 Hz when None) and resampled.
-        Returns :class:`Features` with ``values`` (frames, channels) and frame times, or a list of them for a list
-        (clips fed with equal lengths run in batches of ``batch_size``).
-        ``pad="repeat"`` / ``"zeros"`` pads clips too short for ``layer``; with ``pad=None`` they raise
-        :class:`~soundnet_keras.errors.InputTooShortError`.
-        """
-        geometry(self.arch, layer)
-        pad = arch_mod.check_pad(pad)  # before any file is decoded
-        audio, is_list = read_inputs(waveform, sample_rate, channels, batch)
-        if is_list:
-            runs = run_clips(self.forward, self.arch, audio, (layer,), pad, batch_size, self.chunk_seconds)
-            return [out[layer] for out in runs]
-        return run_clip(self.forward, self.arch, audio, (layer,), pad, self.chunk_seconds)[layer]
 
     def predict(
         self,

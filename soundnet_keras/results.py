@@ -27,7 +27,7 @@ class Features:
 
     ``values`` is (frames, channels), or (batch, frames, channels) for ``batch=True``; ``times`` gives each frame's
     receptive-field start, centre and end in seconds, clipped to the clip (to the 20-s loop for a clip repeated to
-    it); ``input_samples`` is the clip's length and ``num_samples`` the length the network saw (22,050 Hz);
+    it); ``input_samples`` is the clip's length and ``num_samples`` the length the network saw (at ``sample_rate``);
     ``padded`` says whether padding appended anything, and ``padded_frames`` which frames read appended audio (see
     :func:`~soundnet_keras.architecture.plan_input`).
     """
@@ -39,11 +39,13 @@ class Features:
     padded: bool = False
     input_samples: int = 0
     padded_frames: np.ndarray | None = None
+    sample_rate: int = SAMPLE_RATE
+    """Rate (Hz) of ``num_samples`` and ``input_samples``: the network's (22,050 Hz SoundNet, 48 kHz L³-Net)."""
 
     @property
     def padded_to_s(self) -> float | None:
         """Seconds the clip was padded to, or None when nothing was appended."""
-        return self.num_samples / SAMPLE_RATE if self.padded else None
+        return self.num_samples / self.sample_rate if self.padded else None
 
 
 @dataclass

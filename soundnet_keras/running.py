@@ -10,25 +10,27 @@ tail read without copying the clip; every output is trimmed to the frames the pl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .architecture import SAMPLE_RATE, InputPlan, PadMode, frame_times, plan_input
+from .architecture import InputPlan, PadMode, check_pad, frame_times, geometry, plan_input
+from .architecture import sample_rate as network_rate
+from .audio import read_inputs
 from .chunking import min_chunk_samples, run_chunked
-from .errors import InputTooShortError
+from .errors import ConfigError, InputTooShortError
 from .results import Features
 from .validation import check_positive
 
 Forward = Callable[[np.ndarray, tuple[str, ...]], Mapping[str, np.ndarray]]
-"""(batch, samples) float32 at 22,050 Hz, output names -> {name: (batch, frames, channels)}."""
+"""(batch, samples) float32 at the architecture's rate, output names -> {name: (batch, frames, channels)}."""
 
 
 def chunk_samples(arch: str, names: tuple[str, ...], chunk_seconds: float | None) -> int | None:
     """Input length above which inputs run in chunks (None: never)."""
     if chunk_seconds is None:
         return None
-    return max(round(chunk_seconds * SAMPLE_RATE), min_chunk_samples(arch, names))
+    return max(round(chunk_seconds * network_rate(arch)), min_chunk_samples(arch, names))
 
 
 def forward_any_length(
@@ -56,7 +58,7 @@ def run_clip(
     pad: PadMode | None,
     chunk_seconds: float | None,
 ) -> dict[str, Features]:
-    """Plan (padding policy), run and trim one clip (samples,) or batch (clips, samples) at 22,050 Hz."""
+    """Plan (padding policy), run and trim one clip (samples,) or batch (clips, samples) at the architecture's rate."""
     plan = plan_input(arch, names, audio.shape[-1], pad)
     batch = audio if audio.ndim == 2 else audio[None]
     values = forward_any_length(forward, arch, batch, names, chunk_seconds, plan.appended(batch))
@@ -112,5 +114,74 @@ def features(arch: str, plan: InputPlan, values: Mapping[str, np.ndarray]) -> di
             plan.padded,
             plan.input_samples,
             plan.padded_frames(name, frames),
+            network_rate(arch),
         )
     return result
+
+
+class FeatureMethods:
+    """``features`` and ``intermediates`` of a network facade (:class:`~soundnet_keras.model.SoundNet`,
+    :class:`~soundnet_keras.l3.L3Net`), from its ``arch``, ``layers``, ``embedding_layer``, ``forward`` and
+    ``chunk_seconds``: names and ``pad`` checked before any file is decoded, inputs read at the network's rate
+    (22,050 Hz SoundNet, 48 kHz L³-Net), clips planned, run, chunked and trimmed by this module."""
+
+    arch: str
+    layers: tuple[str, ...]
+    embedding_layer: str
+    chunk_seconds: float | None
+    forward: Forward
+
+    def intermediates(
+        self,
+        waveform: object,
+        sample_rate: int | None = None,
+        layers: Iterable[str] | None = None,
+        *,
+        pad: PadMode | None = None,
+        channels: str = "mix",
+        batch: bool = False,
+    ) -> dict[str, Features]:
+        """Several named outputs of one clip (or a ``batch=True`` array) in a single pass (``forward_intermediates``).
+
+        Inputs and ``pad`` as for :meth:`features`; with a SoundNet head among ``layers`` the heads' padding policy
+        applies to the whole pass (see :func:`~soundnet_keras.architecture.plan_input`).
+        """
+        names = tuple(layers) if layers is not None else self.layers
+        for name in names:
+            geometry(self.arch, name)  # validates each name
+        pad = check_pad(pad)  # before any file is decoded
+        audio, is_list = read_inputs(waveform, sample_rate, channels, batch, network_rate(self.arch))
+        if is_list:
+            raise ConfigError("intermediates() takes one clip or a batch=True array; call it once per clip")
+        return run_clip(self.forward, self.arch, audio, names, pad, self.chunk_seconds)
+
+    def features(
+        self,
+        waveform: object,
+        sample_rate: int | None = None,
+        layer: str | None = None,
+        *,
+        pad: PadMode | None = None,
+        channels: str = "mix",
+        batch: bool = False,
+        batch_size: int = 16,
+    ) -> Features | list[Features]:
+        """Activations of ``layer`` (default :attr:`embedding_layer`: SoundNet ``pool5``, L³-Net ``audio_pool4``;
+        any of :attr:`layers`).
+
+        ``waveform``: a 1-D array (one clip); a (samples, channels) array (one clip, channels mixed or the first
+        taken, as ``channels`` says); a file path (decoded); a list of those (several clips, any lengths); or with
+        ``batch=True`` a (clips, samples) array. Arrays are at ``sample_rate`` (the network's rate when None) and
+        resampled. Returns :class:`Features` with ``values`` (frames, channels) and frame times, or a list of them
+        for a list (clips fed with equal lengths run in batches of ``batch_size``).
+        ``pad="repeat"`` / ``"zeros"`` pads clips too short for ``layer``; with ``pad=None`` they raise
+        :class:`~soundnet_keras.errors.InputTooShortError`.
+        """
+        layer = self.embedding_layer if layer is None else layer
+        geometry(self.arch, layer)
+        pad = check_pad(pad)  # before any file is decoded
+        audio, is_list = read_inputs(waveform, sample_rate, channels, batch, network_rate(self.arch))
+        if is_list:
+            runs = run_clips(self.forward, self.arch, audio, (layer,), pad, batch_size, self.chunk_seconds)
+            return [out[layer] for out in runs]
+        return run_clip(self.forward, self.arch, audio, (layer,), pad, self.chunk_seconds)[layer]

@@ -21,10 +21,11 @@ rewrites them in the Keras layout on first use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from .architecture import (
 )
 from .errors import ConfigError, ConversionError, WeightsError
 from .files import atomic_path
+from .l3 import tables as l3_tables
 
 FORMAT = "soundnet_keras.weights/2"
 """Keras' ``.weights.h5`` layout plus our metadata attributes."""
@@ -112,7 +114,16 @@ def check_shapes(
 ) -> None:
     """Raise :class:`WeightsError` listing every missing, unused or mis-shaped parameter (heads sized by
     ``head_classes``; None: the table's own sizes)."""
-    expected = keras_shapes(arch, head_classes)
+    check_params(keras_shapes(arch, head_classes), keras_params, describe(arch, head_classes))
+
+
+def check_params(
+    expected: Mapping[str, Mapping[str, tuple[int, ...]]],
+    keras_params: Mapping[str, Mapping[str, np.ndarray]],
+    what: str,
+) -> None:
+    """Raise :class:`WeightsError` listing every parameter of ``keras_params`` that is missing, unused, mis-shaped or
+    not finite against the ``expected`` shapes (layer -> variable -> shape) of the network ``what``."""
     problems = []
     for layer, variables in expected.items():
         got = keras_params.get(layer)
@@ -132,7 +143,7 @@ def check_shapes(
             if value is not None and tuple(np.shape(value)) == shape and not np.all(np.isfinite(value)):
                 problems.append(f"{layer}/{var} has NaN or Inf values")
     if problems:
-        raise WeightsError(f"weights do not fit {describe(arch, head_classes)}: " + "; ".join(problems))
+        raise WeightsError(f"weights do not fit {what}: " + "; ".join(problems))
 
 
 def check_categories(
@@ -199,40 +210,49 @@ class WeightsFile:
 def save_weights(path: str | os.PathLike, weights: WeightsFile) -> Path:
     """Write ``weights`` to ``path`` in Keras' layout with our metadata (see the module docstring), atomically: a
     reader sees the old file or the complete new one, never half."""
-    import h5py  # heavy (h5py): only when a file is read or written; pretrained and reference import this module
-
     from .network import build_network, set_params  # imports Keras: only when a file is written
 
     head_classes = custom_head_classes(weights.architecture, weights.head_classes)
     check_shapes(weights.architecture, weights.params, head_classes)
     check_categories(weights.architecture, weights.categories, head_classes)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = build_network(weights.architecture, head_classes=head_classes)
     set_params(model, weights.architecture, weights.params, head_classes=head_classes)
+    with keras_weights_file(path, model, weights.architecture, weights.source, weights.source_sha256) as f:
+        for head, names in weights.categories.items():
+            f.attrs[f"categories_{head}"] = json.dumps(list(names))
+        if head_classes is not None:
+            f.attrs["head_classes"] = json.dumps(head_classes)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def keras_weights_file(path: str | os.PathLike, model, architecture: str, source: str, source_sha256: str):
+    """Write ``model``'s weights in Keras' layout to ``path`` atomically with our root attributes (``format``,
+    ``architecture``, ``source``, ``source_sha256``); the block gets the open HDF5 file to add more before it is moved
+    into place. SoundNet's and L³-Net's files are both written here."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras insists on the .weights.h5 ending
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as f:
             f.attrs["format"] = FORMAT
-            f.attrs["architecture"] = weights.architecture
-            f.attrs["source"] = weights.source
-            f.attrs["source_sha256"] = weights.source_sha256
-            for head, names in weights.categories.items():
-                f.attrs[f"categories_{head}"] = json.dumps(list(names))
-            if head_classes is not None:
-                f.attrs["head_classes"] = json.dumps(head_classes)
-    return path
+            f.attrs["architecture"] = architecture
+            f.attrs["source"] = source
+            f.attrs["source_sha256"] = source_sha256
+            yield f
 
 
-class _Damaged(Exception):
+class Damaged(Exception):
     """Raised while reading a weights file; turned into a WeightsError naming the file."""
 
 
-def _text_attr(attrs, name: str, default: str | None = None) -> str:
+def text_attr(attrs, name: str, default: str | None = None) -> str:
     """A string attribute (h5py gives ``str``, or ``bytes`` for fixed-length strings); ``default`` when absent."""
     if name not in attrs:
         if default is None:
-            raise _Damaged(f"is damaged: it lacks the attribute {name!r}")
+            raise Damaged(f"is damaged: it lacks the attribute {name!r}")
         return default
     value = attrs[name]
     if isinstance(value, np.ndarray) and value.shape == ():
@@ -241,9 +261,9 @@ def _text_attr(attrs, name: str, default: str | None = None) -> str:
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Damaged(f"is damaged: attribute {name!r} is not UTF-8 text") from None
+            raise Damaged(f"is damaged: attribute {name!r} is not UTF-8 text") from None
     if not isinstance(value, str):
-        raise _Damaged(f"is damaged: attribute {name!r} is a {type(value).__name__}, expected a string")
+        raise Damaged(f"is damaged: attribute {name!r} is a {type(value).__name__}, expected a string")
     return value
 
 
@@ -254,9 +274,9 @@ def _read_variable(dataset, where: str, shape: tuple[int, ...] | None) -> np.nda
     import h5py
 
     if not isinstance(dataset, h5py.Dataset):
-        raise _Damaged(f"is damaged: {where} is a {type(dataset).__name__}, expected a dataset")
+        raise Damaged(f"is damaged: {where} is a {type(dataset).__name__}, expected a dataset")
     if dataset.dtype.kind != "f":
-        raise _Damaged(f"is damaged: {where} is a {dataset.dtype} dataset, expected floating point")
+        raise Damaged(f"is damaged: {where} is a {dataset.dtype} dataset, expected floating point")
     if shape is None or dataset.shape != shape:
         return np.broadcast_to(np.zeros((), dataset.dtype), dataset.shape or ())
     return np.asarray(dataset[()])
@@ -267,35 +287,36 @@ def _group(f, name: str):
 
     group = f.get(name)
     if group is None:
-        raise _Damaged(f"is damaged: it lacks the group {name!r}")
+        raise Damaged(f"is damaged: it lacks the group {name!r}")
     if not isinstance(group, h5py.Group):
-        raise _Damaged(f"is damaged: {name!r} is a {type(group).__name__}, expected a group")
+        raise Damaged(f"is damaged: {name!r} is a {type(group).__name__}, expected a group")
     return group
 
 
-def _keras_layout_params(f, arch: str, head_classes: HeadClasses | None) -> KerasParams:
+def keras_layout_params(f, shapes: Mapping[str, Mapping[str, tuple[int, ...]]]) -> KerasParams:
     """Parameters of a file in Keras' layout: ``layers/<auto name>/vars`` (attribute ``name``: our layer name) holds
-    the variables in creation order (Conv1D: kernel, bias; BatchNormalization: gamma, beta, moving mean, variance)."""
+    the variables in creation order (those of ``shapes``, the expected layer -> variable -> shape; for a layer not in
+    it: BatchNormalization's gamma, beta, moving mean, variance, or kernel, bias). Only arrays of the expected
+    shape are read (see :func:`_read_variable`)."""
     import h5py
 
-    shapes = keras_shapes(arch, head_classes)
     params: KerasParams = {}
     for key, group in _group(f, "layers").items():
         if not isinstance(group, h5py.Group):
-            raise _Damaged(f"is damaged: layers/{key} is a {type(group).__name__}, expected a group")
+            raise Damaged(f"is damaged: layers/{key} is a {type(group).__name__}, expected a group")
         variables = group.get("vars")
         if variables is None or not len(variables):
             continue
         if not isinstance(variables, h5py.Group):
-            raise _Damaged(f"is damaged: layers/{key}/vars is a {type(variables).__name__}, expected a group")
-        name = _text_attr(variables.attrs, "name", "")
-        names = BN_VARIABLES if name.endswith("_bn") else ("kernel", "bias")
+            raise Damaged(f"is damaged: layers/{key}/vars is a {type(variables).__name__}, expected a group")
+        name = text_attr(variables.attrs, "name", "")
+        names = tuple(shapes.get(name) or (BN_VARIABLES if name.endswith("_bn") else ("kernel", "bias")))
         if sorted(variables) != sorted(str(i) for i in range(len(variables))) or len(variables) != len(names):
             raise WeightsError(
                 f"layer {name!r} has variables {sorted(variables)}, expected {len(names)} ({', '.join(names)})"
             )
         if name in params:
-            raise _Damaged(f"is damaged: layer {name!r} appears twice")
+            raise Damaged(f"is damaged: layer {name!r} appears twice")
         wanted = shapes.get(name, {})
         params[name] = {
             var: _read_variable(variables[str(i)], f"layers/{key}/vars/{i} ({name}/{var})", wanted.get(var))
@@ -312,7 +333,7 @@ def _legacy_params(f, arch: str, head_classes: HeadClasses | None) -> KerasParam
     params: KerasParams = {}
     for layer, group in _group(f, "weights").items():
         if not isinstance(group, h5py.Group):
-            raise _Damaged(f"is damaged: weights/{layer} is a {type(group).__name__}, expected a group")
+            raise Damaged(f"is damaged: weights/{layer} is a {type(group).__name__}, expected a group")
         wanted = shapes.get(layer, {})
         params[layer] = {
             var: _read_variable(ds, f"weights/{layer}/{var}", wanted.get(var)) for var, ds in group.items()
@@ -325,15 +346,15 @@ def _file_head_classes(f, arch: str) -> dict[str, int] | None:
     if "head_classes" not in f.attrs:
         return None
     try:
-        sizes = json.loads(_text_attr(f.attrs, "head_classes"))
+        sizes = json.loads(text_attr(f.attrs, "head_classes"))
     except json.JSONDecodeError as exc:
-        raise _Damaged(f"is damaged: attribute 'head_classes' is not JSON ({exc})") from None
+        raise Damaged(f"is damaged: attribute 'head_classes' is not JSON ({exc})") from None
     if not isinstance(sizes, dict) or set(sizes) != set(HEAD_NAMES):
-        raise _Damaged(f"is damaged: attribute 'head_classes' is {sizes!r:.100}, expected a class count per head")
+        raise Damaged(f"is damaged: attribute 'head_classes' is {sizes!r:.100}, expected a class count per head")
     try:
         return custom_head_classes(arch, sizes)
     except ConfigError as exc:
-        raise _Damaged(f"is damaged: attribute 'head_classes': {exc}") from None
+        raise Damaged(f"is damaged: attribute 'head_classes': {exc}") from None
 
 
 def _file_categories(f, arch: str, head_classes: HeadClasses | None) -> dict[str, list[str]]:
@@ -341,32 +362,40 @@ def _file_categories(f, arch: str, head_classes: HeadClasses | None) -> dict[str
     for key in f.attrs:
         if key.startswith("categories_"):
             try:
-                names = json.loads(_text_attr(f.attrs, key))
+                names = json.loads(text_attr(f.attrs, key))
             except json.JSONDecodeError as exc:
-                raise _Damaged(f"is damaged: attribute {key!r} is not JSON ({exc})") from None
+                raise Damaged(f"is damaged: attribute {key!r} is not JSON ({exc})") from None
             if not isinstance(names, list):
-                raise _Damaged(f"is damaged: attribute {key!r} holds a {type(names).__name__}, expected a list")
+                raise Damaged(f"is damaged: attribute {key!r} holds a {type(names).__name__}, expected a list")
             categories[key.removeprefix("categories_")] = names
     try:
         return check_categories(arch, categories, head_classes)
     except ConfigError as exc:
-        raise _Damaged(f"has bad category names: {exc}") from None
+        raise Damaged(f"has bad category names: {exc}") from None
 
 
 def _read_weights_file(f) -> WeightsFile:
-    fmt = _text_attr(f.attrs, "format", "")
+    fmt = text_attr(f.attrs, "format", "")
     if fmt not in (FORMAT, LEGACY_FORMAT):
         raise WeightsError(
             f"is not a soundnet_keras weights file: format attribute is {fmt or None!r}, expected {FORMAT!r} "
             f"(convert Torch7 files with convert/t7_to_h5.py)"
         )
-    arch = _text_attr(f.attrs, "architecture")
+    arch = text_attr(f.attrs, "architecture")
+    if l3_tables.is_l3(arch):
+        raise WeightsError(
+            f"is an L³-Net weights file (architecture {arch!r}), not a SoundNet one: load it with "
+            "soundnet_keras.load_network(path) or soundnet_keras.l3.L3Net.from_pretrained(path)"
+        )
     if arch not in architectures():
-        raise _Damaged(f"is damaged: architecture {arch!r:.80}, expected one of {', '.join(architectures())}")
+        raise Damaged(f"is damaged: architecture {arch!r:.80}, expected one of {', '.join(architectures())}")
     head_classes = _file_head_classes(f, arch)
-    params = _keras_layout_params(f, arch, head_classes) if fmt == FORMAT else _legacy_params(f, arch, head_classes)
+    if fmt == FORMAT:
+        params = keras_layout_params(f, keras_shapes(arch, head_classes))
+    else:
+        params = _legacy_params(f, arch, head_classes)
     categories = _file_categories(f, arch, head_classes)
-    source, source_sha256 = _text_attr(f.attrs, "source", ""), _text_attr(f.attrs, "source_sha256", "")
+    source, source_sha256 = text_attr(f.attrs, "source", ""), text_attr(f.attrs, "source_sha256", "")
     return WeightsFile(arch, params, source, source_sha256, categories, fmt, head_classes)
 
 
@@ -382,13 +411,22 @@ def load_weights(path: str | os.PathLike) -> WeightsFile:
     import h5py  # heavy (h5py): only when a file is read or written; pretrained and reference import this module
 
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {str(path)!r} does not exist")
-    try:
+    with reading_weights(path):
         with h5py.File(path, "r") as f:
             weights = _read_weights_file(f)
         check_shapes(weights.architecture, weights.params, weights.head_classes)
-    except _Damaged as exc:
+    return weights
+
+
+@contextlib.contextmanager
+def reading_weights(path: Path) -> Iterator[None]:
+    """Around reading the weights file ``path``: a missing file, damage (:class:`Damaged`), a misfit or h5py's own
+    errors all become one :class:`~soundnet_keras.errors.WeightsError` naming the file."""
+    if not path.is_file():
+        raise WeightsError(f"weights file {str(path)!r} does not exist")
+    try:
+        yield
+    except Damaged as exc:
         raise WeightsError(f"weights file {str(path)!r} {exc}") from None
     except WeightsError as exc:
         raise WeightsError(f"weights file {str(path)!r}: {exc}") from None
@@ -399,7 +437,20 @@ def load_weights(path: str | os.PathLike) -> WeightsFile:
         raise WeightsError(
             f"weights file {str(path)!r} is damaged: {type(exc).__name__} while reading it ({exc})"
         ) from None
-    return weights
+
+
+def file_architecture(path: str | os.PathLike) -> str | None:
+    """The ``architecture`` attribute of a soundnet_keras ``.weights.h5`` file (SoundNet's or L³-Net's), or None for
+    any other file (missing, not HDF5, another format): what :func:`soundnet_keras.load_network` dispatches on."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if text_attr(f.attrs, "format", "") not in (FORMAT, LEGACY_FORMAT):
+                return None
+            return text_attr(f.attrs, "architecture", "") or None
+    except (OSError, Damaged, KeyError, ValueError, TypeError, RuntimeError):
+        return None
 
 
 def params_digest(architecture: str, params: KerasParams) -> str:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from ..architecture import HEAD_NAMES, SAMPLE_RATE, PadMode, plan_input, reliable_min_samples
 from ..audio import CHANNEL_MODES, Decoded, decode_files, example_clip
-from ..errors import InputTooShortError, SoundNetError, TruncatedAudioWarning
+from ..errors import ConfigError, InputTooShortError, SoundNetError, TruncatedAudioWarning
 from ..files import write_text_atomic
 from ..precision import DEFAULT_PRECISION, precision_scope
 from ..progress import Progress
@@ -75,6 +75,11 @@ class Classifier:
     """
 
     def __init__(self, net, *, pad: bool = True, batch_size: int = 16) -> None:
+        if not hasattr(net, "categories"):
+            raise ConfigError(
+                f"{net.arch!r} weights have no object/scene heads, so soundnet-classify needs a head trained on their "
+                "embeddings: --head my.head.keras (soundnet-train-head --weights ... writes one)"
+            )
         self.net = net
         self.pad: PadMode | None = "repeat" if pad else None
         self.batch_size = batch_size

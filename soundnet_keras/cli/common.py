@@ -153,11 +153,13 @@ def start_backend() -> None:
 
 
 def load_model(weights: str, *, verbose: bool, precision: str = DEFAULT_PRECISION):
-    """Load the network for a CLI (pretrained preset or weights file) to run under ``precision``."""
+    """Load the network for a CLI (pretrained preset or weights file; a SoundNet or, for an L³-Net weights file, an
+    :class:`~soundnet_keras.l3.L3Net`: see :func:`~soundnet_keras.loading.load_network`) to run under
+    ``precision``."""
     start_backend()
-    from ..model import SoundNet  # heavy (Keras): only when the command runs
+    from ..loading import load_network  # heavy (Keras): only when the command runs
 
-    return SoundNet.from_pretrained(weights, verbose=verbose, precision=precision)
+    return load_network(weights, verbose=verbose, precision=precision)
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:

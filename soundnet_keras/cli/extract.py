@@ -36,6 +36,7 @@ from ..audio import CHANNEL_MODES
 from ..errors import ConfigError
 from ..extraction.formats import FORMATS, SUFFIX_FORMATS, check_format
 from ..extraction.jobs import plan_jobs
+from ..l3.tables import ARCHITECTURES as L3_ARCHITECTURES
 from .common import (
     EXIT_FILE_FAILED,
     EXIT_OK,
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         dest="layers",
         metavar="NAME",
-        help=f"layer to extract, repeatable (default pool5); one of {', '.join(output_names('soundnet8'))}",
+        help=f"layer to extract, repeatable (default: the network's embedding layer, SoundNet pool5, L³-Net "
+        f"audio_pool4); SoundNet-8: {', '.join(output_names('soundnet8'))}; L³-Net: {', '.join(output_names('l3'))}",
     )
     parser.add_argument(
         "-o", "--output-dir", "--output", dest="output_dir", type=Path, required=True, help="output folder"
@@ -167,15 +169,16 @@ def _run(args: argparse.Namespace) -> int:
     from ..extraction.run import extract_to_folder  # the network's side: only when the command runs
 
     check_format(args.format)  # pyarrow present for parquet, before the network loads
-    layers = tuple(dict.fromkeys(args.layers or ["pool5"]))
-    known = {name for arch in architectures() for name in output_names(arch)}
+    layers = tuple(dict.fromkeys(args.layers or ()))
+    known = {name: None for arch in (*architectures(), *L3_ARCHITECTURES) for name in output_names(arch)}
     for layer in layers:
         if layer not in known:  # before the network loads; its own architecture checks again below
-            raise ConfigError(f"unknown layer {layer!r}: expected one of {', '.join(output_names('soundnet8'))}")
+            raise ConfigError(f"unknown layer {layer!r}: expected one of {', '.join(known)}")
     options = _beam_options(args) if args.runner is not None else None  # Beam present, before the network loads
     jobs = plan_jobs(args.inputs, FORMATS[args.format], stdin=sys.stdin, relative_to=args.relative_to)
     _check_output_dir(args.output_dir, [job.input for job in jobs])
     net = load_model(args.weights, verbose=not args.quiet, precision=args.precision)
+    layers = layers or (net.embedding_layer,)
     for layer in layers:
         net.geometry(layer)  # validates the names before any work
     if args.chunk_seconds is not None:

@@ -57,7 +57,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("data", help="folder with one subfolder of audio files per class, or a CSV of file,label")
     parser.add_argument("-o", "--output", required=True, help="head file to write (.keras, e.g. my.head.keras)")
     parser.add_argument("--head", default="svm", choices=("svm", "logistic", "perceptron"), help="default: svm")
-    parser.add_argument("--layer", default="pool5", help="layer, or comma-separated layers (needs --window none)")
+    parser.add_argument(
+        "--layer",
+        default=None,
+        help="layer, or comma-separated layers (needs --window none); default: the network's embedding layer "
+        "(SoundNet pool5, L³-Net audio_pool4)",
+    )
     parser.add_argument(
         "--window",
         default="1.0",
@@ -82,7 +87,8 @@ def build_parser() -> ArgumentParser:
         "--variant",
         default="resampled",
         choices=("resampled", "exact"),
-        help="resampled to 22,050 Hz (default) or the original's unresampled x2^-22 input",
+        help="resampled to the network's rate (default; SoundNet 22,050 Hz, L³-Net 48 kHz) or, SoundNet only, the "
+        "original's unresampled x2^-22 input",
     )
     parser.add_argument(
         "--duration",
@@ -120,9 +126,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.cv < 0 or args.cv == 1:
         raise ConfigError(f"--cv must be 0 (skip) or at least 2 folds, got {args.cv}")
     output = keras_output(args.output, "my.head.keras")
-    layers = [name.strip() for name in args.layer.split(",") if name.strip()]
     clear_cache_if_asked(args)
     net = load_model(args.weights, verbose=True, precision=args.precision)
+    chosen = net.embedding_layer if args.layer is None else args.layer
+    layers = [name.strip() for name in chosen.split(",") if name.strip()]
     model = ClipClassifier(
         args.head,
         layers if len(layers) > 1 else (layers[0] if layers else ""),

@@ -87,10 +87,10 @@ class ExtractFeatures(beam.DoFn):
 
         s = self.settings
         with quiet_native_stderr():  # TensorFlow's import-time lines, once per worker
-            from ..model import SoundNet  # imports Keras and its backend
+            from ..loading import load_network  # imports Keras and its backend
             from .run import FeatureWriter
 
-            net = SoundNet.from_pretrained(s.weights, verbose=False, precision=s.precision)
+            net = load_network(s.weights, verbose=False, precision=s.precision)
             net.chunk_seconds = s.chunk_seconds
             writer = FeatureWriter(net, s.folder, layers=s.layers, fmt=s.fmt, pad=s.pad)
         if writer.weights_sha256 != s.weights_sha256:
@@ -104,6 +104,7 @@ class ExtractFeatures(beam.DoFn):
         jobs = [Job(Path(element["input"]), Path(element["output"])) for element in batch]
         decoded = decode_files(
             [job.input for job in jobs],
+            target_rate=self._writer.sample_rate,
             channels=self.settings.channels,
             workers=self.settings.decode_workers,
             prefetch=len(jobs),

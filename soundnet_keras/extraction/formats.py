@@ -106,9 +106,9 @@ def provenance(
             "frames": int(feat.values.shape[0]),
             "channels": int(feat.values.shape[-1]),
             "hop_samples": int(geo.hop),
-            "hop_s": geo.hop / SAMPLE_RATE,
+            "hop_s": geo.hop / geo.sample_rate,
             "receptive_field_samples": int(geo.receptive_field),
-            "receptive_field_s": geo.receptive_field / SAMPLE_RATE,
+            "receptive_field_s": geo.receptive_field / geo.sample_rate,
             "offset_samples": int(geo.offset),
             "input_samples": int(feat.input_samples),
             "network_samples": int(feat.num_samples),
@@ -122,7 +122,7 @@ def provenance(
             "duration_s": float(duration_s),
             "sample_rate": input_sample_rate,
         },
-        "sample_rate": SAMPLE_RATE,
+        "sample_rate": next((geo.sample_rate for geo in geometries.values()), SAMPLE_RATE),
         "layers": layers,
         "padding": {"policy": pad or "none", "padded": any(f.padded for f in features.values())},
         "architecture": architecture,
@@ -244,6 +244,7 @@ def _features(name: str, values: np.ndarray, times: np.ndarray, padded: np.ndarr
         padded=bool(layer.get("padded", False)),
         input_samples=int(layer.get("input_samples", 0)),
         padded_frames=padded,
+        sample_rate=int(record.get("sample_rate", SAMPLE_RATE)),
     )
 
 

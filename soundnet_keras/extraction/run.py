@@ -137,6 +137,7 @@ class FeatureWriter:
         weights_sha256: str | None = None,
     ) -> None:
         from ..architecture import check_pad
+        from ..architecture import sample_rate as network_rate
         from ..transfer.features import model_identity  # imports Keras: only with a network
 
         self.net = net
@@ -145,6 +146,8 @@ class FeatureWriter:
         self.fmt = check_format(fmt)
         self.pad = check_pad(pad)
         self.geometries = {name: net.geometry(name) for name in self.layers}  # validates the names before any work
+        self.sample_rate = network_rate(net.arch)
+        """The rate inputs are decoded at: the network's."""
         self.weights_sha256 = weights_sha256 or model_identity(net)
 
     def settings(self, channels: str) -> str:
@@ -343,7 +346,13 @@ def extract_to_folder(
 
     try:
         stamps = {job.input: input_stamp(job.input) for job in pending}  # before decoding: a later change redoes
-        decoded = decode_files([j.input for j in pending], channels=channels, workers=workers, prefetch=batch_size)
+        decoded = decode_files(
+            [j.input for j in pending],
+            target_rate=run.writer.sample_rate,
+            channels=channels,
+            workers=workers,
+            prefetch=batch_size,
+        )
         batch: list[tuple[Job, Decoded]] = []
         for job, item in zip(pending, decoded, strict=True):
             batch.append((job, item))

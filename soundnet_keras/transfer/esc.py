@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ PAPER_ACCURACY = {"esc50": 0.742, "esc10": 0.922}
 """SoundNet-8 pool5 + linear SVM in the paper (Table 5 of Aytar, Vondrick & Torralba 2016)."""
 
 Log = Callable[[str], None]
+
+DEFAULT_LAYER = "pool5"
+"""The paper's layer; on another network its embedding layer (:meth:`Protocol.on`)."""
 
 
 # ----------------------------------------------------------------------------------------------------- dataset
@@ -172,7 +175,7 @@ class Protocol:
     name: str
     description: str
     variant: str = "resampled"
-    layers: tuple[str, ...] = ("pool5",)
+    layers: tuple[str, ...] = (DEFAULT_LAYER,)
     head: str = "svm"
     window: float | None = 1.0
     window_features: str = "flatten"
@@ -181,6 +184,13 @@ class Protocol:
     C_grid: tuple[float, ...] | None = None
     duration: float = 10.0
     epochs: int = 100
+
+    def on(self, net: Any) -> Protocol:
+        """These settings for ``net``: the paper's layer (``pool5``, SoundNet's embedding) becomes the network's own
+        embedding layer (L³-Net: ``audio_pool4``); other layers stay as named (and must exist in ``net``)."""
+        if self.layers == (DEFAULT_LAYER,) and DEFAULT_LAYER not in net.layers:
+            return replace(self, layers=(net.embedding_layer,))
+        return self
 
     def classifier(self, net: Any, **kwargs: Any) -> ClipClassifier:
         """A fresh classifier for these settings on ``net``."""
@@ -353,8 +363,8 @@ def run_benchmark(
             f"cross-validation needs clips from at least 2 folds, found only fold(s) "
             f"{', '.join(map(str, dataset.folds))}"
         )
-    chosen = [PROTOCOLS[name] for name in parse_protocols(protocols)]
     net = resolve_net(net)
+    chosen = [PROTOCOLS[name].on(net) for name in parse_protocols(protocols)]
     features = extract_dataset(dataset, net, chosen, cache=cache, cache_dir=cache_dir, progress=progress)
     classes = dataset.classes
     index = {name: i for i, name in enumerate(classes)}

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..architecture import SAMPLE_RATE, InputPlan, frame_times, geometry, pad_to_length, plan_input
+from ..architecture import sample_rate as network_rate
 from ..audio import as_clip, audio_duration, check_channels, check_sample_rate, load_audio, resample
 from ..errors import AudioError, ConfigError
 from ..files import atomic_path, sha256_file
@@ -67,31 +68,35 @@ _NETS: dict[str, Any] = {}
 
 
 def model_identity(net: Any) -> str:
-    """sha256 of a SoundNet's architecture and its parameter values *now*: the weights part of feature-cache keys.
+    """sha256 of a network's architecture and its parameter values *now*: the weights part of feature-cache keys
+    (for an L³-Net every parameter, audio, vision and fusion).
 
     Computed from the live variables on every call (about 0.1 s for SoundNet-8), never remembered: after
     fine-tuning, ``load_weights`` or ``set_weights`` the key changes, so cached features of the old weights are
     not returned.
     """
+    from ..l3.model import L3Net
     from ..network import get_params  # imports Keras: only when a network is in use
     from ..weights import params_digest
 
-    return params_digest(net.arch, get_params(net.keras_model))
+    params = net.get_params() if isinstance(net, L3Net) else get_params(net.keras_model)
+    return params_digest(net.arch, params)
 
 
 def resolve_net(net: Any = None, weights: str | os.PathLike = "soundnet8") -> Any:
-    """``net`` itself when given, else the SoundNet of ``weights`` (preset or file), loaded once per process."""
-    from ..model import SoundNet  # imports Keras: only when a network is in use
+    """``net`` itself when given, else the network of ``weights`` (preset or file; a SoundNet, or an L³-Net for an
+    L³-Net weights file: :func:`~soundnet_keras.loading.load_network`), loaded once per process."""
+    from ..loading import is_network, load_network  # imports Keras: only when a network is in use
 
     if net is not None:
-        if not isinstance(net, SoundNet):
-            raise ConfigError(f"net must be a SoundNet instance or None, got {type(net).__name__}")
+        if not is_network(net):
+            raise ConfigError(f"net must be a SoundNet or L3Net instance or None, got {type(net).__name__}")
         return net
     if not isinstance(weights, (str, os.PathLike)):
         raise ConfigError(f"weights must be a preset name or a weights file path, got {weights!r}")
     key = os.fspath(weights)
     if key not in _NETS:
-        _NETS[key] = SoundNet.from_pretrained(weights)
+        _NETS[key] = load_network(weights)
     return _NETS[key]
 
 
@@ -118,7 +123,7 @@ class ClipFeatures:
     def frame_times(self, arch: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """Start and end (seconds of the audio fed) of each frame's receptive field at ``layer``."""
         times = frame_times(arch, layer, self.layers[layer].shape[0], self.num_samples)
-        scale = SAMPLE_RATE / self.input_rate
+        scale = network_rate(arch) / self.input_rate
         return times.start * scale, times.end * scale
 
 
@@ -201,6 +206,12 @@ class FeatureExtractor:
         self.net = resolve_net(net)
         self.layers = check_layers(layers, self.net.arch)
         self.variant = check_choice(variant, VARIANTS, "variant")
+        if self.variant == "exact" and network_rate(self.net.arch) != SAMPLE_RATE:
+            raise ConfigError(
+                f"variant 'exact' (the SoundNet paper's 44.1 kHz audio fed unresampled as if it were 22,050 Hz) does "
+                f"not apply to {self.net.arch!r}, which hears {network_rate(self.net.arch):,} Hz audio: use "
+                "variant='resampled' (in soundnet-bench: --variants paper-resampled)"
+            )
         self.duration = check_positive(duration, "duration", allow_none=True)
         self.channels = check_channels(channels)
         self.sample_rate = check_sample_rate(sample_rate)
@@ -216,7 +227,8 @@ class FeatureExtractor:
         """The 1-D float32 input the network sees for a [-1, 1] waveform at ``rate``, that audio's real rate, and
         the padding plan (:func:`~soundnet_keras.architecture.plan_input`, ``pad="repeat"``) that made it."""
         if self.variant == "resampled":
-            audio, input_rate = resample(waveform, rate), SAMPLE_RATE
+            input_rate = network_rate(self.net.arch)
+            audio = resample(waveform, rate, input_rate)
         else:
             audio, input_rate = waveform * np.float32(EXACT_GAIN), rate
         if self.duration is not None:
@@ -238,7 +250,7 @@ class FeatureExtractor:
 
     def _load(self, item: Item, index: int) -> tuple[np.ndarray, int, str]:
         if isinstance(item, (str, os.PathLike)):
-            target = SAMPLE_RATE if self.variant == "resampled" else None
+            target = network_rate(self.net.arch) if self.variant == "resampled" else None
             waveform, rate = load_audio(item, target_rate=target, channels=self.channels)
             return waveform, rate, os.fspath(item)
         waveform = as_clip(item, name=f"clip {index}", channels=self.channels)
