@@ -6,7 +6,8 @@
 (41, 512)
 
 :mod:`.tables` (layer tables and geometry, no Keras), :mod:`.spectrogram` (the log-spectrogram layer),
-:mod:`.network` (the Keras models), :mod:`.model` (the :class:`L3Net` facade).
+:mod:`.network` (the Keras models), :mod:`.model` (the :class:`L3Net` facade); the data it trains on:
+:mod:`.synthetic` (generated audio-visual videos) and :mod:`.avc_data` (AVC shards and pair batches).
 """
 
 import importlib

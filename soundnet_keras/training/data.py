@@ -42,14 +42,15 @@ class ShardError(SoundNetError):
 
 
 # ------------------------------------------------------------------------------------------------------ manifest
-def step_samples_for(step_seconds: float) -> int:
-    """Samples per teacher window at 22,050 Hz; the window must be a whole number of samples."""
+def step_samples_for(step_seconds: float, sample_rate: int = SAMPLE_RATE) -> int:
+    """Samples per window of ``step_seconds`` at ``sample_rate`` (SoundNet's 22,050 Hz unless told); the window
+    must be a whole number of samples."""
     if not step_seconds > 0:
         raise ConfigError(f"step_seconds must be positive, got {step_seconds!r}")
-    samples = step_seconds * SAMPLE_RATE
+    samples = step_seconds * sample_rate
     if abs(samples - round(samples)) > 1e-6:
         raise ConfigError(
-            f"step_seconds={step_seconds} is not a whole number of samples at {SAMPLE_RATE} Hz ({samples:.3f})"
+            f"step_seconds={step_seconds} is not a whole number of samples at {sample_rate} Hz ({samples:.3f})"
         )
     return round(samples)
 
@@ -101,20 +102,20 @@ def manifest_categories(manifest: Mapping, heads: Iterable[str], directory: str 
     return found
 
 
-def read_manifest(directory: str | os.PathLike) -> dict:
-    """Read and check a shard folder's ``manifest.json``."""
+def read_manifest(directory: str | os.PathLike, expected_format: str = SHARD_FORMAT) -> dict:
+    """Read and check a shard folder's ``manifest.json`` (of ``expected_format``: teacher shards unless told)."""
     path = Path(directory) / MANIFEST_NAME
     if not Path(directory).is_dir():
         raise ConfigError(f"shard folder {str(directory)!r} does not exist")
     if not path.is_file():
-        raise ConfigError(f"{str(directory)!r} is not a teacher-shard folder: it has no {MANIFEST_NAME}")
+        raise ConfigError(f"{str(directory)!r} is not a shard folder ({expected_format}): it has no {MANIFEST_NAME}")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{str(path)!r}: cannot read the manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != SHARD_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != expected_format:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ConfigError(f"{str(path)!r}: expected format {SHARD_FORMAT!r}, found {found!r}")
+        raise ConfigError(f"{str(path)!r}: expected format {expected_format!r}, found {found!r}")
     return manifest
 
 
@@ -124,15 +125,16 @@ def write_manifest(directory: str | os.PathLike, manifest: Mapping) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- records
-def encode_record(video: str, audio: np.ndarray, teachers: Mapping[str, np.ndarray], step_samples: int) -> bytes:
-    """Serialise one video as a ``tf.train.Example``: int16 audio, per-head float32 (steps, classes) teachers."""
+def video_features(video: str, audio: np.ndarray, step_samples: int) -> tuple[dict, int]:
+    """The ``tf.train.Feature`` s every shard record starts with (``video`` name, ``num_steps``, ``audio`` as
+    16-bit PCM of exactly ``num_steps × step_samples`` samples) and ``num_steps``."""
     import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
     audio = np.asarray(audio, np.float32)
     num_steps = audio.shape[0] // step_samples
-    if num_steps < 1 or audio.shape[0] != num_steps * step_samples:
+    if audio.ndim != 1 or num_steps < 1 or audio.shape[0] != num_steps * step_samples:
         raise ConfigError(
-            f"{video}: audio must be a whole number of {step_samples}-sample windows, got {audio.shape[0]} samples"
+            f"{video}: audio must be a whole number of {step_samples}-sample windows, got shape {audio.shape}"
         )
     pcm = np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2")
     feature = {
@@ -140,6 +142,14 @@ def encode_record(video: str, audio: np.ndarray, teachers: Mapping[str, np.ndarr
         "num_steps": tf.train.Feature(int64_list=tf.train.Int64List(value=[num_steps])),
         "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pcm.tobytes()])),
     }
+    return feature, num_steps
+
+
+def encode_record(video: str, audio: np.ndarray, teachers: Mapping[str, np.ndarray], step_samples: int) -> bytes:
+    """Serialise one video as a ``tf.train.Example``: int16 audio, per-head float32 (steps, classes) teachers."""
+    import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
+
+    feature, num_steps = video_features(video, audio, step_samples)
     for head, probs in teachers.items():
         probs = np.asarray(probs, "<f4")
         if probs.ndim != 2 or probs.shape[0] != num_steps:
@@ -252,12 +262,15 @@ def _data_loss_reason(exc: Exception) -> str:
     return f"{kind} record at offset {offset}" + (" (CRC mismatch)" if kind == "corrupted" else "")
 
 
-def damaged_shard_error(shard_dir: str | os.PathLike, exc: Exception) -> ShardError:
-    """The :class:`ShardError` for a ``tf.errors.DataLossError`` met while reading the shards of ``shard_dir``: each
-    shard is read alone (CRCs checked by TensorFlow) to find and name the damaged one."""
+def damaged_shard_error(
+    shard_dir: str | os.PathLike, exc: Exception, expected_format: str = SHARD_FORMAT
+) -> ShardError:
+    """The :class:`ShardError` for a ``tf.errors.DataLossError`` met while reading the shards of ``shard_dir`` (a
+    manifest of ``expected_format``): each shard is read alone (CRCs checked by TensorFlow) to find and name the
+    damaged one."""
     import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
 
-    for entry in read_manifest(shard_dir)["shards"]:
+    for entry in read_manifest(shard_dir, expected_format)["shards"]:
         if not entry["examples"]:
             continue
         path = Path(shard_dir) / entry["file"]
@@ -318,6 +331,22 @@ class _VideoFilter:
 
     def keeps(self, video: str) -> bool:
         return (video in self.names) == self.only
+
+    def predicate(self) -> Callable:
+        """A TensorFlow function of a video name (a scalar string tensor): whether the filter keeps it."""
+        import tensorflow as tf  # heavy (TensorFlow): training.teacher (soundnet-teacher) imports this module
+
+        # the names as sorted 63-bit keyed hashes: a record is looked up in O(log n) with plain tensors (no lookup
+        # table resource, which tf.distribute's dataset rewriting may not clone); a collision is ~n²/2⁶³ unlikely
+        keys = tf.sort(_name_hashes(tf.constant(sorted(self.names), tf.string, shape=[len(self.names)])))
+        padded = tf.concat([keys, tf.constant([-1], tf.int64)], 0)  # hashes are >= 0: -1 matches nothing
+
+        def kept(video):
+            key = _name_hashes(tf.reshape(video, [1]))
+            listed = tf.reduce_all(tf.gather(padded, tf.searchsorted(keys, key)) == key)
+            return listed if self.only else tf.logical_not(listed)
+
+        return kept
 
 
 def _video_filter(manifest: Mapping, exclude: Collection[str], only: Collection[str] | None) -> _VideoFilter | None:
@@ -459,10 +488,7 @@ def _record_functions(
     scalar = {"num_steps": tf.io.FixedLenFeature([], tf.int64)}
     if chosen is not None:
         scalar["video"] = tf.io.FixedLenFeature([], tf.string)
-        # the names as sorted 63-bit keyed hashes: a record is looked up in O(log n) with plain tensors (no lookup
-        # table resource, which tf.distribute's dataset rewriting may not clone); a collision is ~n²/2⁶³ unlikely
-        keys = tf.sort(_name_hashes(tf.constant(sorted(chosen.names), tf.string, shape=[len(chosen.names)])))
-        padded = tf.concat([keys, tf.constant([-1], tf.int64)], 0)  # hashes are >= 0: -1 matches nothing
+        kept = chosen.predicate()
     full = {**scalar, "audio": tf.io.FixedLenFeature([], tf.string)}
     full.update({h: tf.io.FixedLenFeature([], tf.string) for h in info.heads})
     align = tf.constant(info.alignment)
@@ -471,11 +497,7 @@ def _record_functions(
     def long_enough(record):
         ex = tf.io.parse_single_example(record, scalar)
         ok = ex["num_steps"] >= crop_steps
-        if chosen is None:
-            return ok
-        key = _name_hashes(tf.reshape(ex["video"], [1]))
-        listed = tf.reduce_all(tf.gather(padded, tf.searchsorted(keys, key)) == key)
-        return tf.logical_and(ok, listed if chosen.only else tf.logical_not(listed))
+        return ok if chosen is None else tf.logical_and(ok, kept(ex["video"]))
 
     def decode(index, record):
         ex = tf.io.parse_single_example(record, full)

@@ -122,8 +122,9 @@ def has_audio(video: Path, ffprobe: str) -> bool:
     return bool(out.strip())
 
 
-def extract_audio(video: Path, ffmpeg: str, ffprobe: str) -> np.ndarray:
-    """The first audio track of ``video`` as float32 mono (channels mixed) at 22,050 Hz."""
+def extract_audio(video: Path, ffmpeg: str, ffprobe: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The first audio track of ``video`` as float32 mono (channels mixed) at ``sample_rate`` (SoundNet's 22,050 Hz
+    unless told; L³-Net's is 48 kHz)."""
     if not has_audio(video, ffprobe):
         raise VideoError(f"{video}: has no audio track")
     raw = _run(
@@ -140,7 +141,7 @@ def extract_audio(video: Path, ffmpeg: str, ffprobe: str) -> np.ndarray:
             "-ac",
             "1",
             "-ar",
-            str(SAMPLE_RATE),
+            str(sample_rate),
             "-f",
             "f32le",
             "-acodec",
@@ -430,16 +431,21 @@ class ExtractReport:
 
 
 def decode_video(
-    video: Path, sizes: Iterable[tuple[int, int]], step_seconds: float, ffmpeg: str, ffprobe: str
+    video: Path,
+    sizes: Iterable[tuple[int, int]],
+    step_seconds: float,
+    ffmpeg: str,
+    ffprobe: str,
+    sample_rate: int = SAMPLE_RATE,
 ) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
-    """Audio (whole windows) and one frame per window at each of ``sizes`` of one video (ffmpeg only: safe to run
-    in threads)."""
-    step_samples = step_samples_for(step_seconds)
-    audio = extract_audio(video, ffmpeg, ffprobe)
+    """Audio at ``sample_rate`` (whole windows) and one frame per window at each of ``sizes`` of one video (ffmpeg
+    only: safe to run in threads)."""
+    step_samples = step_samples_for(step_seconds, sample_rate)
+    audio = extract_audio(video, ffmpeg, ffprobe, sample_rate)
     windows = len(audio) // step_samples
     if windows < 1:
         raise VideoError(
-            f"{video}: audio is {len(audio) / SAMPLE_RATE:.2f} s, shorter than one {step_seconds:g}-s window"
+            f"{video}: audio is {len(audio) / sample_rate:.2f} s, shorter than one {step_seconds:g}-s window"
         )
     frames_by_size = {size: extract_frames(video, ffmpeg, step_seconds, windows, size) for size in dict.fromkeys(sizes)}
     windows = min([windows, *(len(f) for f in frames_by_size.values())])
@@ -457,7 +463,7 @@ def process_video(
 
 
 @dataclass
-class _Decoded:
+class DecodedVideo:
     """One video decoded by a worker thread: its audio and frames, or why it failed."""
 
     key: str
@@ -466,19 +472,23 @@ class _Decoded:
     error: VideoError | None = None
 
 
-def _decoded_in_order(
-    keys: Sequence[str], sizes: list[tuple[int, int]], step_seconds: float, workers: int
-) -> Iterator[_Decoded]:
-    """Decode ``keys`` with ``workers`` threads (0: in this thread), yielding in input order; at most a few videos
-    per worker wait decoded in memory."""
+def decoded_in_order(
+    keys: Sequence[str],
+    sizes: list[tuple[int, int]],
+    step_seconds: float,
+    workers: int,
+    sample_rate: int = SAMPLE_RATE,
+) -> Iterator[DecodedVideo]:
+    """Decode ``keys`` (:func:`decode_video`, audio at ``sample_rate``) with ``workers`` threads (0: in this
+    thread), yielding in input order; at most a few videos per worker wait decoded in memory."""
     ffmpeg, ffprobe = find_ffmpeg()
 
-    def one(key: str) -> _Decoded:
+    def one(key: str) -> DecodedVideo:
         try:
-            audio, frames = decode_video(Path(key), sizes, step_seconds, ffmpeg, ffprobe)
+            audio, frames = decode_video(Path(key), sizes, step_seconds, ffmpeg, ffprobe, sample_rate)
         except VideoError as exc:
-            return _Decoded(key, error=exc)
-        return _Decoded(key, audio, frames)
+            return DecodedVideo(key, error=exc)
+        return DecodedVideo(key, audio, frames)
 
     if workers <= 0:
         yield from map(one, keys)
@@ -493,7 +503,7 @@ def _decoded_in_order(
             yield pending.popleft().result()
 
 
-def _label(group: list[_Decoded], teachers: Mapping[str, Teacher]) -> list[dict[str, np.ndarray]]:
+def _label(group: list[DecodedVideo], teachers: Mapping[str, Teacher]) -> list[dict[str, np.ndarray]]:
     """Each decoded video's teacher distributions, the teachers run once over the frames of the whole group (full
     batches across videos)."""
     windows = [len(next(iter(item.frames.values()))) for item in group]
@@ -526,7 +536,7 @@ def _open_manifest(output: Path, teachers: Mapping[str, Teacher], step_seconds: 
     return manifest
 
 
-def _videos_to_do(
+def videos_to_do(
     videos: Sequence[str | os.PathLike], manifest: Mapping, retry_failed: bool, report: ExtractReport
 ) -> list[str]:
     """Resolved paths of the videos still to process; the others (done, or failed) go to ``report.skipped``."""
@@ -541,7 +551,7 @@ def _videos_to_do(
     return todo
 
 
-class _ShardSink:
+class ShardSink:
     """The shard being written: opened on the first record, entered in the manifest when closed."""
 
     def __init__(self, output: Path, manifest: dict) -> None:
@@ -551,16 +561,25 @@ class _ShardSink:
         self.writer: ShardWriter | None = None
 
     def add(self, key: str, audio: np.ndarray, distributions: Mapping[str, np.ndarray]) -> int:
-        """Write one video's record (opening a shard if none is open); returns its number of windows."""
+        """Write one video's teacher record (opening a shard if none is open); returns its number of windows."""
+        steps = len(audio) // self.step_samples
+        self.add_record(key, encode_record(key, audio, distributions, self.step_samples), steps)
+        return steps
+
+    def add_record(self, key: str, record: bytes, steps: int) -> None:
+        """Write one video's serialised ``record`` of ``steps`` windows (opening a shard if none is open)."""
         if self.writer is None:
             self.writer = ShardWriter(self.output, next_shard_index(self.manifest))
-        steps = len(audio) // self.step_samples
-        self.writer.write(key, encode_record(key, audio, distributions, self.step_samples), steps)
-        return steps
+        self.writer.write(key, record, steps)
 
     def videos(self) -> int:
         """Number of videos in the open shard (0 when none is open)."""
         return 0 if self.writer is None else len(self.writer.videos)
+
+    def close_if_full(self, videos_per_shard: int) -> None:
+        """Close the open shard once it holds ``videos_per_shard`` videos."""
+        if self.videos() >= videos_per_shard:
+            self.close()
 
     def close(self) -> None:
         """Close the open shard, if any, and record it and its videos in the manifest (written)."""
@@ -576,11 +595,21 @@ class _ShardSink:
             self.writer.abandon()
 
 
-def _record_failure(output: Path, manifest: dict, report: ExtractReport, key: str, exc: VideoError) -> None:
+def record_failure(output: Path, manifest: dict, report: ExtractReport, key: str, exc: VideoError) -> None:
     """Record a broken video as failed in the report and the manifest (written)."""
     report.failed.append((key, str(exc)))
     manifest["videos"][key] = {"status": "failed", "error": str(exc)}
     write_manifest(output, manifest)
+
+
+def decoding_workers(workers: int | None) -> int:
+    """Threads that decode videos ahead: ``workers`` (checked: a whole number >= 0, 0 decodes in the caller's
+    thread) or, when None, the CPU count, at most 4."""
+    if workers is None:
+        return min(4, os.cpu_count() or 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers must be a whole number >= 0 (0: decode in this thread), got {workers!r}")
+    return workers
 
 
 def extract_shards(
@@ -601,10 +630,7 @@ def extract_shards(
     written in input order."""
     say = log or (lambda message: None)
     find_ffmpeg()
-    if workers is None:
-        workers = min(4, os.cpu_count() or 1)
-    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ConfigError(f"workers must be a whole number >= 0 (0: decode in this thread), got {workers!r}")
+    workers = decoding_workers(workers)
     if not teachers:
         raise ConfigError("at least one teacher is needed (objects and/or scenes)")
     videos_per_shard = check_positive(videos_per_shard, "videos_per_shard", integer=True)
@@ -617,26 +643,25 @@ def extract_shards(
                 f"note: the {head} teacher {teacher.spec.source!r} has no category names (add labels=FILE to its "
                 f"spec): a student trained on these shards calls its classes {head}_0000, {head}_0001, ..."
             )
-    shards = _ShardSink(output, manifest)
+    shards = ShardSink(output, manifest)
     report = ExtractReport()
-    todo = _videos_to_do(videos, manifest, retry_failed, report)
+    todo = videos_to_do(videos, manifest, retry_failed, report)
     say(f"{len(todo)} video(s) to process, {len(report.skipped)} already done or failed before")
     sizes = [t.size for t in teachers.values()]
-    group: list[_Decoded] = []
+    group: list[DecodedVideo] = []
 
     def flush() -> None:
         for item, distributions in zip(group, _label(group, teachers) if group else [], strict=True):
             steps = shards.add(item.key, item.audio, distributions)
             report.done.append(item.key)
             say(f"[{len(report.done) + len(report.failed)}/{len(todo)}] {Path(item.key).name}: {steps} window(s)")
-            if shards.videos() >= videos_per_shard:
-                shards.close()
+            shards.close_if_full(videos_per_shard)
         group.clear()
 
     try:
-        for item in _decoded_in_order(todo, sizes, step_seconds, workers):
+        for item in decoded_in_order(todo, sizes, step_seconds, workers):
             if item.error is not None:
-                _record_failure(output, manifest, report, item.key, item.error)
+                record_failure(output, manifest, report, item.key, item.error)
                 say(f"[{len(report.done) + len(group) + len(report.failed)}/{len(todo)}] skipped: {item.error}")
                 continue
             group.append(item)
