@@ -28,7 +28,13 @@ LOG_INTERVAL_S = 60.0
 
 
 def _in_notebook() -> bool:
-    return "ipykernel" in sys.modules
+    """Whether this code runs in a Jupyter kernel (not merely in a process that imported ipykernel)."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except AttributeError:
+        return False
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _watched(stream: IO[str]) -> bool:

@@ -58,5 +58,11 @@ def test_bar_mode_off_mode_and_tracking() -> None:
         Progress(3, "x", mode="loud")
 
 
+def test_a_process_that_imported_ipykernel_is_no_notebook() -> None:
+    import ipykernel  # noqa: F401 (imported, as the notebook tests do, without running a kernel)
+
+    assert Progress(3, "x", stream=io.StringIO()).mode == "log"
+
+
 def test_durations_read_like_a_person_writes_them() -> None:
     assert [duration_text(s) for s in (0.25, 12.4, 75, 3600 * 2 + 300)] == ["0.2 s", "12 s", "1 min 15 s", "2 h 5 min"]
