@@ -71,15 +71,6 @@ def adam(config, learning_rate) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=config.beta_1, epsilon=config.adam_epsilon)
 
 
-def synchronize_batchnorm(model) -> None:
-    """Make ``model``'s BatchNormalization layers use global-batch statistics under ``MirroredStrategy`` (read at
-    call time; TensorFlow only: JAX and PyTorch have no such option)."""
-    if keras.backend.backend() == "tensorflow":
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.synchronized = True
-
-
 class TeacherObjective:
     """SoundNet student–teacher training (the original's): see the module docstring."""
 
@@ -143,9 +134,9 @@ class TeacherObjective:
 
     def damaged(self, config, exc: Exception) -> SoundNetError:
         """The error for a corrupted record met while training (naming the shard)."""
-        error = damaged_shard_error(config.shards, exc)
+        error = damaged_shard_error(config.shards, exc, _FORMATS[self.name])
         if config.val_shards is not None and "is damaged" not in str(error):
-            error = damaged_shard_error(config.val_shards, exc)
+            error = damaged_shard_error(config.val_shards, exc, _FORMATS[self.name])
         return error
 
 
@@ -205,6 +196,7 @@ class AVCObjective(TeacherObjective):
         """``L3Net(arch)``'s AVC model (``init``: an L³ weights file), compiled (call inside the strategy's
         scope)."""
         from ..l3.model import L3Net
+        from .train import synchronize_batchnorm
 
         net = L3Net.from_pretrained(config.init) if config.init is not None else L3Net(config.arch)
         if net.arch != config.arch:
@@ -229,12 +221,6 @@ class AVCObjective(TeacherObjective):
 
     def final_name(self, model) -> str:
         return "final.weights.h5"
-
-    def damaged(self, config, exc: Exception) -> SoundNetError:
-        error = damaged_shard_error(config.shards, exc, AVC_FORMAT)
-        if config.val_shards is not None and "is damaged" not in str(error):
-            error = damaged_shard_error(config.val_shards, exc, AVC_FORMAT)
-        return error
 
 
 def _done(manifest: dict) -> int:
@@ -288,4 +274,4 @@ def make_objective(name: str) -> TeacherObjective:
     raise ConfigError(f"unknown training objective {name!r}: expected one of {', '.join(OBJECTIVES)}")
 
 
-__all__ = ["OBJECTIVES", "AVCObjective", "TeacherObjective", "adam", "make_objective", "synchronize_batchnorm"]
+__all__ = ["OBJECTIVES", "AVCObjective", "TeacherObjective", "adam", "make_objective"]

@@ -138,12 +138,19 @@ def build_student(
             }:
                 params = {**params, spec.name: fresh[spec.name]}
         set_params(base, arch, params, head_classes=sizes)
-    if synchronized_batchnorm and keras.backend.backend() == "tensorflow":  # JAX and PyTorch have no such option
-        for layer in base.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.synchronized = True  # global-batch statistics under MirroredStrategy (read at call time)
+    if synchronized_batchnorm:
+        synchronize_batchnorm(base)
     outputs = {spec.name: base.get_layer(spec.name).output for spec in heads(arch) if spec.name in head_classes}
     return keras.Model(base.input, outputs, name=f"{arch}_student")
+
+
+def synchronize_batchnorm(model) -> None:
+    """Make ``model``'s BatchNormalization layers use global-batch statistics under ``MirroredStrategy`` (read at
+    call time; TensorFlow only: JAX and PyTorch have no such option)."""
+    if keras.backend.backend() == "tensorflow":
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
 
 
 ADAM_EPSILON = 1e-8
