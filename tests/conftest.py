@@ -73,3 +73,12 @@ def pretrained_net(pretrained_path: Path):
     from soundnet_keras import SoundNet
 
     return SoundNet.from_pretrained(pretrained_path, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def synthetic_avc(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The synthetic audio-visual videos and their AVC shards (:func:`l3_helpers.render_synthetic_avc`), rendered
+    once for every L³ test module (which skip without ffmpeg)."""
+    from l3_helpers import render_synthetic_avc
+
+    return render_synthetic_avc(tmp_path_factory.mktemp("l3"))

@@ -1,7 +1,7 @@
 """L³ data: synthetic audio-visual videos (ffmpeg), AVC shards from them, and the AVC ``tf.data`` pipeline.
 
-One module fixture renders 36 synthetic videos of 6 s and writes their AVC shards (about 40 s on a shared 2-core
-machine); the tests read them.
+A session fixture (``synthetic_avc``, :mod:`l3_helpers`) renders 36 synthetic videos of 6 s and writes their AVC
+shards (about 40 s on a shared 2-core machine); the tests read them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from l3_helpers import NUM_VIDEOS, RATE, SECONDS, needs_ffmpeg
 
 from soundnet_keras.errors import ConfigError, SoundNetError
 from soundnet_keras.l3.avc_data import (
@@ -34,32 +35,12 @@ from soundnet_keras.l3.synthetic import (
 )
 from soundnet_keras.training.data import ShardError, damaged_shard_error, read_manifest
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
-    reason="ffmpeg/ffprobe not installed (CI installs them: apt-get install ffmpeg)",
-)
-
-NUM_VIDEOS, SECONDS, RATE = 36, 6, 48_000
+pytestmark = needs_ffmpeg
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("l3")
-    videos = render_videos(root / "videos", NUM_VIDEOS, seconds=SECONDS, seed=3)
-    broken = root / "broken.mp4"
-    broken.write_bytes(b"not a video at all" * 50)
-    shards = root / "shards"
-    report = write_avc_shards([v.path for v in videos] + [broken], shards, videos_per_shard=10, workers=2)
-    truth = {str(v.path): v.classes for v in videos}
-    ids = video_ids(truth)
-    return {
-        "root": root,
-        "videos": videos,
-        "broken": broken,
-        "shards": shards,
-        "report": report,
-        "truth_by_id": {ids[name]: classes for name, classes in truth.items()},
-    }
+def synthetic(synthetic_avc: dict) -> dict:
+    return synthetic_avc
 
 
 # ------------------------------------------------------------------------------------------ content checks

@@ -1,4 +1,5 @@
-"""``soundnet-train``: train SoundNet-8 / SoundNet-5 on teacher shards (student–teacher KL), on one or many devices."""
+"""``soundnet-train``: train SoundNet-8 / SoundNet-5 on teacher shards (student–teacher KL), or L³-Net on AVC shards
+(``--objective avc``), on one or many devices."""
 
 from __future__ import annotations
 
@@ -6,19 +7,36 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..architecture import architectures as soundnet_architectures
+from ..l3.tables import ARCHITECTURES as L3_ARCHITECTURES
 from ..precision import DEFAULT_TRAINING_PRECISION, TRAINING_PRECISIONS
+from ..training import DEFAULT_ARCH, OBJECTIVES
 from .common import add_version_argument, guard
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soundnet-train",
-        description="Train SoundNet on soundnet-teacher shards with the original's KL(teacher || student) loss. "
-        "Rerun the same command to resume a killed run from its last checkpoint interval.",
+        description="Train SoundNet on soundnet-teacher shards with the original's KL(teacher || student) loss, or "
+        "(--objective avc) L³-Net on AVC shards with audio-visual correspondence. Rerun the same command to resume "
+        "a killed run from its last checkpoint interval.",
     )
-    parser.add_argument("shards", help="shard folder written by soundnet-teacher")
+    parser.add_argument(
+        "shards", help="shard folder written by soundnet-teacher (or, --objective avc, by soundnet_keras.l3.avc_data)"
+    )
     parser.add_argument("-o", "--output", required=True, help="run folder: checkpoints/, backup/, logs/, final weights")
-    parser.add_argument("--arch", default="soundnet8", choices=("soundnet8", "soundnet5"))
+    parser.add_argument(
+        "--objective",
+        default="teacher",
+        choices=OBJECTIVES,
+        help="teacher: SoundNet student-teacher KL (default); avc: L³-Net audio-visual correspondence",
+    )
+    parser.add_argument(
+        "--arch",
+        default=None,
+        choices=(*soundnet_architectures(), *L3_ARCHITECTURES),
+        help="default: soundnet8 (teacher), l3 (avc); l3-small is a CPU / test configuration",
+    )
     parser.add_argument(
         "--init",
         metavar="WEIGHTS",
@@ -78,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="F",
-        help="hold out this fraction of the videos (chosen by --seed) and log their KL as val_loss each interval",
+        help="hold out this fraction of the videos (chosen by --seed) and log their KL (avc: AVC loss, and "
+        "val_accuracy) as val_loss each interval",
     )
     val.add_argument("--val-shards", metavar="DIR", help="validate on this shard folder instead (val_loss)")
     parser.add_argument(
@@ -109,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEPS",
         help="steps between crash-safe backups, a multiple of --checkpoint-every (default: every checkpoint)",
     )
+    parser.add_argument(
+        "--shuffled-pairs",
+        action="store_true",
+        help="avc only: the chance-level control, training labels shuffled within each batch",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_version_argument(parser)
     return parser
@@ -124,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(
             shards=Path(args.shards),
             output_dir=Path(args.output),
-            arch=args.arch,
+            arch=args.arch or DEFAULT_ARCH[args.objective],
+            objective=args.objective,
             init=args.init,
             steps=args.steps,
             batch_size=args.batch_size,
@@ -152,11 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             best_only=args.best_only,
             early_stopping=args.early_stopping,
             backup_every=args.backup_every,
+            shuffled_pairs=args.shuffled_pairs,
         )
         result = train(config, log=lambda message: print(message, file=sys.stderr, flush=True))
         losses, held = result.history.get("loss", []), result.history.get("val_loss", [])
         last = f", last interval's loss {losses[-1]:.4f}" if losses else ""
         last += f", val_loss {held[-1]:.4f}" if held else ""
+        accuracy = result.history.get("val_accuracy", [])
+        last += f", held-out AVC accuracy {accuracy[-1]:.3f}" if accuracy else ""
         weights = result.weights_path or "written by the chief worker"
         print(f"trained {result.steps_done} steps on {result.replicas} replica(s){last}; weights: {weights}")
         return 0

@@ -300,6 +300,7 @@ def make_avc_dataset(
     candidates: int = 8,
     cycle_length: int = 4,
     with_ids: bool = False,
+    frame_size: int | None = None,
 ):
     """AVC batches from the shards of ``shard_dir`` (see the module docstring): ``({"frame", "audio"}, label)``.
 
@@ -308,7 +309,8 @@ def make_avc_dataset(
     shuffled in memory (a window of a 224² frame and a 1-s clip takes about 250 kB). ``with_ids=True`` adds a third
     element for checks (not for ``fit``, which would take it as sample weights): ``{"pair"`` (1 where the pair
     really corresponds; differs from the label under ``shuffled``), ``"frame_video"``, ``"audio_video"`` (ids of
-    :func:`video_ids`), ``"frame_time"``, ``"audio_time"`` (centres in s)``}``.
+    :func:`video_ids`), ``"frame_time"``, ``"audio_time"`` (centres in s)``}``. ``frame_size``: frames resized
+    (bilinear, antialiased) to ``frame_size`` × ``frame_size`` (e.g. 64 for ``l3-small``); None: the shards' size.
 
     Every shard's record headers are checked first (a missing or truncated shard is a :class:`ShardError` naming
     it); a corrupted record raises ``tf.errors.DataLossError`` when read, which
@@ -324,6 +326,7 @@ def make_avc_dataset(
         check_positive(value, what, integer=True)
     candidates = check_positive(candidates, "candidates", integer=True)
     clip_samples = step_samples_for(check_positive(clip_seconds, "clip_seconds"), int(manifest["sample_rate"]))
+    resize = None if frame_size is None or [frame_size] * 2 == list(manifest["frame_size"]) else _frame_size(frame_size)
     chosen = _chosen_videos(manifest, videos, shard_dir)
     read = [s for s in manifest["shards"] if s["examples"] > 0]
     for entry in read:
@@ -372,8 +375,11 @@ def make_avc_dataset(
         if shuffled:
             control = tf.stack([tf.constant(seed + 1, tf.int64), number])
             label = tf.gather(label, tf.argsort(tf.random.stateless_uniform([size], seed=control)))
+        frame = tf.cast(batch.pop("frame"), tf.float32) / 255.0
+        if resize is not None:
+            frame = tf.clip_by_value(tf.image.resize(frame, resize, antialias=True), 0.0, 1.0)
         inputs = {
-            "frame": tf.cast(batch.pop("frame"), tf.float32) / 255.0,
+            "frame": frame,
             "audio": tf.cast(batch.pop("audio"), tf.float32) / 32768.0,
         }
         return (inputs, label, batch) if with_ids else (inputs, label)

@@ -15,6 +15,8 @@ Input contract of the AVC model (:attr:`L3Net.avc_model`, for training on audio-
      "audio": (B, 48000) float32 in [-1, 1]}            # 1 s of mono audio at 48 kHz
     -> logits (B, 2)                                    # class 1: they belong together
 
+(224 is the ``l3`` table's frame size; the CPU / test configuration ``l3-small`` reads 64 × 64 frames.)
+
 (:attr:`L3Net.vision_model` takes ``frame`` alone and gives (B, 512); :attr:`L3Net.keras_model` takes ``audio`` alone
 and gives the 512-d ``audio_pool4`` embedding.)
 """

@@ -41,7 +41,9 @@ def stage_layer(name: str, table: tuple[Conv2D | Pool2D, ...]) -> str:
     return f"{name}_relu" if isinstance(layer, Conv2D) else name
 
 
-def _subnetwork(x, table: tuple[Conv2D | Pool2D, ...], stages: dict) -> keras.KerasTensor:
+def _subnetwork(
+    x, table: tuple[Conv2D | Pool2D, ...], stages: dict, momentum: float = BATCHNORM_MOMENTUM
+) -> keras.KerasTensor:
     for layer in table:
         if isinstance(layer, Pool2D):
             if layer.size is None:
@@ -50,9 +52,9 @@ def _subnetwork(x, table: tuple[Conv2D | Pool2D, ...], stages: dict) -> keras.Ke
                 x = keras.layers.MaxPooling2D(layer.size, strides=layer.size, padding="valid", name=layer.name)(x)
         else:
             x = keras.layers.Conv2D(layer.filters, layer.kernel, padding="same", use_bias=False, name=layer.name)(x)
-            x = keras.layers.BatchNormalization(
-                epsilon=BATCHNORM_EPSILON, momentum=BATCHNORM_MOMENTUM, name=f"{layer.name}_bn"
-            )(x)
+            x = keras.layers.BatchNormalization(epsilon=BATCHNORM_EPSILON, momentum=momentum, name=f"{layer.name}_bn")(
+                x
+            )
             x = keras.layers.ReLU(name=f"{layer.name}_relu")(x)
         stages[layer.name] = x
     return x
@@ -64,10 +66,10 @@ def build_l3(arch: str = "l3") -> L3Models:
     audio_in = keras.Input(shape=(WINDOW_SAMPLES,), name="audio", dtype="float32")
     frame_in = keras.Input(shape=t.vision_input, name="frame", dtype="float32")
     stages: dict[str, keras.KerasTensor] = {}
-    audio = _subnetwork(LogSpectrogram(name="spectrogram")(audio_in), t.audio, stages)
+    audio = _subnetwork(LogSpectrogram(name="spectrogram")(audio_in), t.audio, stages, t.batchnorm_momentum)
     vision_stages: dict[str, keras.KerasTensor] = {}
     scaled = keras.layers.Rescaling(2.0, offset=-1.0, name="frame_scaling")(frame_in)
-    vision = _subnetwork(scaled, t.vision, vision_stages)
+    vision = _subnetwork(scaled, t.vision, vision_stages, t.batchnorm_momentum)
     x = keras.layers.Concatenate(name="fusion_concat")([vision, audio])
     for layer in t.fusion:
         x = keras.layers.Dense(layer.units, name=layer.name)(x)

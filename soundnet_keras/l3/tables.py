@@ -98,12 +98,13 @@ class Dense:
 Layer = Conv2D | Pool2D | Dense
 
 
-def _subnetwork(prefix: str) -> tuple[Conv2D | Pool2D, ...]:
-    """Four blocks of :data:`CONVS_PER_BLOCK` convolutions and a pool; the last pool is global (the paper's pool4)."""
+def _subnetwork(prefix: str, widths: tuple[int, ...] = BLOCK_WIDTHS) -> tuple[Conv2D | Pool2D, ...]:
+    """Four blocks of :data:`CONVS_PER_BLOCK` convolutions (``widths`` channels) and a pool; the last pool is global
+    (the paper's pool4)."""
     layers: list[Conv2D | Pool2D] = []
-    for block, width in enumerate(BLOCK_WIDTHS, start=1):
+    for block, width in enumerate(widths, start=1):
         layers += [Conv2D(f"{prefix}_conv{block}_{i}", width) for i in range(1, CONVS_PER_BLOCK + 1)]
-        layers.append(Pool2D(f"{prefix}_pool{block}", POOL if block < len(BLOCK_WIDTHS) else None))
+        layers.append(Pool2D(f"{prefix}_pool{block}", POOL if block < len(widths) else None))
     return tuple(layers)
 
 
@@ -116,6 +117,10 @@ class L3Tables:
     fusion: tuple[Dense, ...]
     hop_samples: int
     """Hop of the audio embedding stream, in samples at :data:`SAMPLE_RATE`."""
+    frame_size: int = FRAME_SIZE
+    """Side of the square RGB frame the vision subnetwork reads."""
+    batchnorm_momentum: float = BATCHNORM_MOMENTUM
+    """Momentum of every BatchNorm layer's moving statistics."""
 
     @property
     def audio_input(self) -> tuple[int, int, int]:
@@ -124,7 +129,7 @@ class L3Tables:
 
     @property
     def vision_input(self) -> tuple[int, int, int]:
-        return (FRAME_SIZE, FRAME_SIZE, 3)
+        return (self.frame_size, self.frame_size, 3)
 
     @property
     def embedding(self) -> str:
@@ -132,14 +137,36 @@ class L3Tables:
         return self.audio[-1].name
 
 
-LAYER_TABLES: dict[str, L3Tables] = {
-    "l3": L3Tables(
-        _subnetwork("audio"),
-        _subnetwork("vision"),
-        (Dense("fusion_fc1", FUSION_UNITS, relu=True), Dense("fusion_fc2", CLASSES, relu=False)),
+def _l3_tables(
+    widths: tuple[int, ...], fusion_units: int, frame_size: int, momentum: float = BATCHNORM_MOMENTUM
+) -> L3Tables:
+    """The tables of an L³-Net with conv blocks of ``widths`` channels, a fusion layer of ``fusion_units``,
+    ``frame_size`` frames and BatchNorm ``momentum``: everything else (layers, kernels, pools, the audio front end)
+    is the paper's."""
+    return L3Tables(
+        _subnetwork("audio", widths),
+        _subnetwork("vision", widths),
+        (Dense("fusion_fc1", fusion_units, relu=True), Dense("fusion_fc2", CLASSES, relu=False)),
         hop_samples=round(DEFAULT_HOP_SECONDS * SAMPLE_RATE),
-    ),
+        frame_size=frame_size,
+        batchnorm_momentum=momentum,
+    )
+
+
+SMALL_BLOCK_WIDTHS = (4, 8, 16, 32)
+SMALL_FUSION_UNITS = 32
+SMALL_FRAME_SIZE = 64
+SMALL_BATCHNORM_MOMENTUM = 0.9
+
+LAYER_TABLES: dict[str, L3Tables] = {
+    "l3": _l3_tables(BLOCK_WIDTHS, FUSION_UNITS, FRAME_SIZE),
+    "l3-small": _l3_tables(SMALL_BLOCK_WIDTHS, SMALL_FUSION_UNITS, SMALL_FRAME_SIZE, SMALL_BATCHNORM_MOMENTUM),
 }
+"""``l3`` is the paper's network. ``l3-small`` is a CPU / test configuration of the same structure (same layers,
+kernels, pools and 1-s 48 kHz audio front end) with 16 times fewer channels (4, 8, 16, 32; a 32-d embedding), a
+fusion layer of 32, 64 × 64 frames (:func:`~soundnet_keras.l3.avc_data.make_avc_dataset` resizes the shards'
+frames) and a BatchNorm momentum of 0.9 (moving statistics usable after the few hundred steps of a short run): a
+small fraction of the paper's multiply-adds, for tests and demonstrations, not a model to publish."""
 
 ARCHITECTURES = tuple(LAYER_TABLES)
 

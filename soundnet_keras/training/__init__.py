@@ -1,4 +1,5 @@
-"""Training SoundNet: teacher shards from videos, the student–teacher KL loss, distributed training, fine-tuning.
+"""Training SoundNet (teacher shards from videos, the student–teacher KL loss) and L³-Net (AVC), distributed
+training, fine-tuning.
 
 Submodules import TensorFlow lazily where they can; import them directly::
 
@@ -10,3 +11,8 @@ Submodules import TensorFlow lazily where they can; import them directly::
 """
 
 from __future__ import annotations
+
+OBJECTIVES = ("teacher", "avc")
+"""Training objectives of ``soundnet-train`` (:mod:`.objectives`): SoundNet student–teacher KL, L³-Net AVC."""
+DEFAULT_ARCH = {"teacher": "soundnet8", "avc": "l3"}
+"""The architecture each objective trains when none is given."""

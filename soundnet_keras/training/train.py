@@ -1,6 +1,11 @@
-"""Student–teacher training of SoundNet on teacher shards, on one device, all GPUs of a machine, or many machines.
+"""Student–teacher training of SoundNet on teacher shards (and AVC training of L³-Net on AVC shards), on one
+device, all GPUs of a machine, or many machines.
 
-:func:`train` runs the whole procedure of the authors' ``main_train.lua`` with Keras ``fit``:
+:func:`train` runs the whole procedure of the authors' ``main_train.lua`` with Keras ``fit``. It is the
+objective-independent loop: ``config.objective`` (``teacher``, the default, or ``avc``) picks an objective object of
+:mod:`.objectives`, which decides the shards, the model, its loss, the batches, the held-out validation and the
+exported weights; everything below is shared (for ``avc``, read "AVC pairs" for "crops" and the held-out AVC loss
+and ``val_accuracy`` for the held-out KL):
 
 * **Strategy** (``default`` | ``data_parallel`` | ``mirrored`` | ``multiworker``; see
   :mod:`~soundnet_keras.training.strategies` for each backend): the model and optimizer are created in
@@ -65,7 +70,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, check_head_classes, heads, layer_table
+from ..architecture import HEAD_NAMES, OBJECT_CLASSES, SCENE_CLASSES, check_head_classes, heads
 from ..errors import ConfigError
 from ..files import sha256_file, write_text_atomic
 from ..network import build_network, get_params, set_params
@@ -75,11 +80,8 @@ from ..validation import check_positive
 from ..weights import WeightsFile, custom_head_classes, generic_names, keras_shapes, load_weights, save_weights
 from .data import (
     DatasetInfo,
-    crop_steps_for,
-    damaged_shard_error,
     held_out_videos,
     make_dataset,
-    read_manifest,
 )
 from .losses import LOSS_LAMBDA, TeacherKLDivergence, head_weight
 from .strategies import cluster_size, fit_scope, make_strategy, worker_info
@@ -136,12 +138,19 @@ def build_student(
             }:
                 params = {**params, spec.name: fresh[spec.name]}
         set_params(base, arch, params, head_classes=sizes)
-    if synchronized_batchnorm and keras.backend.backend() == "tensorflow":  # JAX and PyTorch have no such option
-        for layer in base.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.synchronized = True  # global-batch statistics under MirroredStrategy (read at call time)
+    if synchronized_batchnorm:
+        synchronize_batchnorm(base)
     outputs = {spec.name: base.get_layer(spec.name).output for spec in heads(arch) if spec.name in head_classes}
     return keras.Model(base.input, outputs, name=f"{arch}_student")
+
+
+def synchronize_batchnorm(model) -> None:
+    """Make ``model``'s BatchNormalization layers use global-batch statistics under ``MirroredStrategy`` (read at
+    call time; TensorFlow only: JAX and PyTorch have no such option)."""
+    if keras.backend.backend() == "tensorflow":
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
 
 
 ADAM_EPSILON = 1e-8
@@ -254,6 +263,9 @@ class TrainConfig:
     shards: Path
     output_dir: Path
     arch: str = "soundnet8"
+    objective: str = "teacher"
+    """``teacher`` (a SoundNet student on teacher shards: KL to the teachers) or ``avc`` (an L³-Net ``arch`` on AVC
+    shards: audio-visual correspondence, cross-entropy; see :mod:`.objectives`)."""
     init: str | None = None
     steps: int = 1000
     batch_size: int = REFERENCE_BATCH
@@ -293,6 +305,9 @@ class TrainConfig:
     """Stop when ``val_loss`` has not improved for this many checkpoint intervals (0: never; needs validation)."""
     backup_every: int | None = None
     """Steps between crash-safe backups: a multiple of ``checkpoint_every`` (None: every checkpoint interval)."""
+    shuffled_pairs: bool = False
+    """AVC only: the chance-level control, training labels shuffled within each batch (no longer tied to whether a
+    pair corresponds; ``make_avc_dataset(shuffled=True)``); validation keeps the true labels."""
 
 
 @dataclass
@@ -347,12 +362,17 @@ def backup_files(folder: Path, epoch: int) -> tuple[Path, Path]:
     return folder / f"{stem}.weights.h5", folder / f"{stem}.json"
 
 
-def run_signature(arch: str, batch_size: int, every: int, val_fraction: float = 0.0) -> dict:
-    """The arguments a backup is only valid for (they decide the model and which batches an epoch consumed; a
-    validation fraction removes videos from the training stream)."""
+def run_signature(
+    arch: str, batch_size: int, every: int, val_fraction: float = 0.0, objective: str = "teacher"
+) -> dict:
+    """The arguments a backup is only valid for (they decide the model, its loss and which batches an epoch
+    consumed; a validation fraction removes videos from the training stream). The teacher objective's signature has
+    no ``objective`` key (as before there were objectives), every other one has it."""
     signature = {"arch": arch, "batch_size": int(batch_size), "checkpoint_every": int(every)}
     if val_fraction:
         signature["val_fraction"] = float(val_fraction)
+    if objective != "teacher":
+        signature["objective"] = objective
     return signature
 
 
@@ -456,7 +476,10 @@ def _check_backup(folder: Path, epoch: int, signature: Mapping | None) -> str | 
     if sha256_file(weights) != digest:
         return "corrupted: its sha256 differs from the one in its metadata"
     if signature is not None and dict(run) != dict(signature):
-        changed = ", ".join(f"{k} {run.get(k)!r} (now {v!r})" for k, v in signature.items() if run.get(k) != v)
+        keys = [*signature, *(k for k in run if k not in signature)]
+        changed = ", ".join(
+            f"{k} {run.get(k)!r} (now {signature.get(k)!r})" for k in keys if run.get(k) != signature.get(k)
+        )
         raise ConfigError(
             f"the training backup {str(weights)!r} was written by a run with other arguments: {changed}; start it "
             f"again with the same arguments, or delete {str(folder)!r} to start over from step 0"
@@ -581,20 +604,18 @@ class _StepCheckpoint(keras.callbacks.Callback):
 
     def __init__(
         self,
-        arch: str,
+        export: Callable[[object, Path], Path],
         folder: Path,
         steps_per_epoch: int,
-        source: str,
         written: list[Path],
         *,
         keep: int = 0,
         best_only: bool = False,
         resumed: bool = False,
-        categories: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         super().__init__()
-        self.arch, self.folder, self.every, self.source, self.written = arch, folder, steps_per_epoch, source, written
-        self.keep, self.best_only, self.categories = keep, best_only, categories
+        self.export, self.folder, self.every, self.written = export, folder, steps_per_epoch, written
+        self.keep, self.best_only = keep, best_only
         self.best = _best_so_far(folder) if best_only and resumed else math.inf  # a fresh run ignores old records
 
     def on_epoch_end(self, epoch, logs=None):
@@ -606,7 +627,7 @@ class _StepCheckpoint(keras.callbacks.Callback):
             self.best = float(value)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"step-{step:08d}.weights.h5"
-        path = export_weights(self.model, self.arch, path, self.source, self.categories)
+        path = self.export(self.model, path)
         self.written.append(path)
         if self.best_only:
             record = json.dumps({"step": step, "val_loss": self.best, "weights": path.name})
@@ -726,8 +747,12 @@ class _Plan:
     manifest: dict
 
 
-def _checked_settings(config: TrainConfig, say: Callable[[str], None]) -> _Plan:
-    """The :class:`_Plan` of ``config``, every option checked before anything is built."""
+def _checked_settings(config: TrainConfig, say: Callable[[str], None], objective=None) -> _Plan:
+    """The :class:`_Plan` of ``config``, every option checked before anything is built (``objective``: the
+    :mod:`.objectives` object of ``config.objective``, which checks the architecture and reads the shards)."""
+    from .objectives import make_objective
+
+    objective = objective or make_objective(config.objective)
     steps = check_positive(config.steps, "steps", integer=True)
     batch_size = check_positive(config.batch_size, "batch_size", integer=True)
     every = check_positive(min(config.checkpoint_every, steps), "checkpoint_every", integer=True)
@@ -751,8 +776,7 @@ def _checked_settings(config: TrainConfig, say: Callable[[str], None]) -> _Plan:
     for name in ("best_only", "early_stopping"):
         if getattr(config, name) and not validating:
             raise ConfigError(f"{name} watches val_loss: it needs validation (val_fraction or val_shards)")
-    layer_table(config.arch)
-    manifest = read_manifest(config.shards)
+    manifest, crop_steps = objective.check(config)
     epochs = _epochs(steps, every, say)
     stride = 1
     if config.backup_every is not None:
@@ -765,7 +789,7 @@ def _checked_settings(config: TrainConfig, say: Callable[[str], None]) -> _Plan:
         stride = backup_every // every
     if config.warmup_steps >= epochs * every:
         raise ConfigError(f"warmup_steps must be fewer than the {epochs * every} steps, got {config.warmup_steps}")
-    return _Plan(steps, batch_size, every, crop_steps_for(manifest, config.crop_seconds), epochs, stride, manifest)
+    return _Plan(steps, batch_size, every, crop_steps, epochs, stride, manifest)
 
 
 def _seed_everything(config: TrainConfig) -> None:
@@ -866,20 +890,19 @@ def _training_callbacks(
     plan: _Plan,
     validation,
     resumed: bool,
-    source: str,
+    export: Callable[[object, Path], Path],
     written: list[Path],
     signature: Mapping,
     say: Callable[[str], None],
-    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> list:
-    """The built-in callbacks, in order: held-out KL (with a ``validation`` dataset), progress (clips/s, learning
-    rate), early stopping, crash-safe backups, numbered checkpoints (the chief's alone, carrying ``categories``, the
-    teachers' names) and, when wanted, TensorBoard logs.
+    """The built-in callbacks, in order: the objective's ``validation`` callback (held-out KL, or AVC loss and
+    accuracy; None: no validation), progress (clips/s, learning rate), early stopping, crash-safe backups, numbered
+    checkpoints (the chief's alone, written by ``export(model, path)``) and, when wanted, TensorBoard logs.
 
     Other workers write no numbered checkpoint: writing weights reads only this worker's copy of the (mirrored)
     variables, no collective the chief would wait for, and the chief's checkpoints are the same weights."""
     output, every = workspace.output, plan.every
-    cbs: list = [_HeldOutKL(validation)] if validation is not None else []
+    cbs: list = [validation] if validation is not None else []
     cbs.append(_Progress(every, plan.batch_size, plan.epochs * every, say))
     if config.early_stopping:  # before the backup, which is then written at the interval the run stops after
         cbs.append(keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping, verbose=0))
@@ -887,15 +910,13 @@ def _training_callbacks(
     if workspace.chief:
         cbs.append(
             _StepCheckpoint(
-                config.arch,
+                export,
                 output / "checkpoints",
                 every,
-                source,
                 written,
                 keep=config.keep_checkpoints,
                 best_only=config.best_only,
                 resumed=resumed,
-                categories=categories,
             )
         )
     if _tensorboard_wanted(config.tensorboard, say):
@@ -916,19 +937,13 @@ def _say_unnamed(head_classes: Mapping[str, int], categories: Mapping[str, Seque
 
 
 def _export_final(
-    model,
-    config: TrainConfig,
-    workspace: _Workspace,
-    source: str,
-    say: Callable[[str], None],
-    categories: Mapping[str, Sequence[str]] | None = None,
+    model, name: str, export: Callable[[object, Path], Path], workspace: _Workspace, say: Callable[[str], None]
 ) -> Path | None:
-    """Write the final weights (chief only) with ``categories`` (the teachers' names) and return their path, or None
+    """Write the final weights (chief only) as ``name`` with ``export(model, path)`` and return their path, or None
     on other workers."""
     if not workspace.chief:
         return None
-    name = "final.weights.h5" if both_heads(model) else "final_keras.weights.h5"
-    weights_path = export_weights(model, config.arch, workspace.output / name, source, categories)
+    weights_path = export(model, workspace.output / name)
     say(f"wrote {weights_path}")
     return weights_path
 
@@ -963,14 +978,18 @@ def _datasets(config: TrainConfig, plan: _Plan, start_epoch: int, say: Callable[
 
 
 def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: Callable[[str], None] | None = None):
-    """Train a student on ``config.shards`` (see the module docstring); returns a :class:`TrainResult`.
+    """Train on ``config.shards`` with ``config.objective`` (see the module docstring and :mod:`.objectives`);
+    returns a :class:`TrainResult`.
 
     ``callbacks`` are extra Keras callbacks (run after the built-in ones); ``strategy`` overrides
     ``config.strategy`` with a ready one (a ``tf.distribute`` strategy, or what
     :func:`~soundnet_keras.training.strategies.make_strategy` returns).
     """
+    from .objectives import make_objective
+
     say = log or (lambda message: None)
-    plan = _checked_settings(config, say)
+    objective = make_objective(config.objective)
+    plan = _checked_settings(config, say, objective)
     precision = check_training_precision(config.precision)
     previous_policy = keras.mixed_precision.global_policy()
     set_precision(precision)
@@ -981,34 +1000,31 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
         lr = config.learning_rate * (plan.batch_size / REFERENCE_BATCH if config.scale_lr else 1.0)
         every, epochs = plan.every, plan.epochs
         workspace = _workspace(config.output_dir, strategy)
-        signature = run_signature(config.arch, plan.batch_size, every, config.val_fraction)
+        signature = run_signature(config.arch, plan.batch_size, every, config.val_fraction, objective.name)
+        if config.shuffled_pairs:
+            signature["shuffled_pairs"] = True
         backup = _resume(workspace, strategy, signature, every, say)
         start_epoch = backup.epoch if backup else 0
-        dataset, info, validation, held_out = _datasets(config, plan, start_epoch, say)
-        say(_run_summary(config, info, plan.crop_steps, replicas, plan.batch_size, lr))
+        objective.prepare(config, plan, start_epoch, say)
+        say(objective.summary(config, plan, replicas, lr))
         schedule = WarmupSchedule(lr, epochs * every, config.warmup_steps, config.lr_schedule)
-        _say_unnamed(info.heads, info.categories, say)
         with strategy.scope():
-            model = build_student(config.arch, info.heads, init=config.init)
-            compile_student(
-                model,
-                learning_rate=schedule if config.lr_schedule != "constant" or config.warmup_steps else lr,
-                beta_1=config.beta_1,
-                loss_lambda=config.loss_lambda,
-                epsilon=config.adam_epsilon,
+            model = objective.build(
+                config, schedule if config.lr_schedule != "constant" or config.warmup_steps else lr, say
             )
             if backup:
                 restore_backup(model, backup, workspace.backup_dir)
-        source = f"soundnet-train on {config.shards}"
+        export = objective.exporter(config, f"soundnet-train on {config.shards}")
         written: list[Path] = []
+        validation = objective.validation_callback()
         cbs = _training_callbacks(
-            config, workspace, plan, validation, backup is not None, source, written, signature, say, info.categories
+            config, workspace, plan, validation, backup is not None, export, written, signature, say
         )
         cbs.extend(callbacks)
         try:
             with fit_scope(strategy), precision_scope("highest" if precision == "highest" else "default"):
                 history = model.fit(
-                    dataset,
+                    objective.dataset,
                     epochs=epochs,
                     initial_epoch=start_epoch,
                     steps_per_epoch=every,
@@ -1017,12 +1033,9 @@ def train(config: TrainConfig, *, callbacks: Sequence = (), strategy=None, log: 
                     shuffle=False,
                 )
         except tf.errors.DataLossError as exc:  # a shard record fails its CRC: name the shard
-            error = damaged_shard_error(config.shards, exc)
-            if config.val_shards is not None and "is damaged" not in str(error):
-                error = damaged_shard_error(config.val_shards, exc)
-            raise error from None
-        weights_path = _export_final(model, config, workspace, source, say, info.categories)
+            raise objective.damaged(config, exc) from None
+        weights_path = _export_final(model, objective.final_name(model), export, workspace, say)
         done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-        return TrainResult(model, done, dict(history.history), weights_path, written, lr, replicas, held_out)
+        return TrainResult(model, done, dict(history.history), weights_path, written, lr, replicas, objective.held_out)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
