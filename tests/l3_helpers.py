@@ -15,14 +15,15 @@ needs_ffmpeg = pytest.mark.skipif(
 )
 
 
-def render_synthetic_avc(root: Path) -> dict:
-    """Render :data:`NUM_VIDEOS` synthetic videos (seed 3) and a broken file into ``root`` and write their AVC shards
-    (10 videos a shard; about 40 s on a shared 2-core machine): ``{"root", "videos", "broken", "shards", "report",
-    "truth_by_id"}`` (``truth_by_id``: each video's class per second, keyed by its dataset id)."""
+def render_synthetic_avc(root: Path, num_videos: int = NUM_VIDEOS, seconds: int = SECONDS) -> dict:
+    """Render ``num_videos`` synthetic videos of ``seconds`` (seed 3) and a broken file into ``root`` and write their
+    AVC shards (10 videos a shard; about 35 s for the default 36 videos of 6 s on a shared 2-core machine):
+    ``{"root", "videos", "broken", "shards", "report", "truth_by_id"}`` (``truth_by_id``: each video's class per
+    second, keyed by its dataset id)."""
     from soundnet_keras.l3.avc_data import video_ids, write_avc_shards
     from soundnet_keras.l3.synthetic import render_videos
 
-    videos = render_videos(root / "videos", NUM_VIDEOS, seconds=SECONDS, seed=3)
+    videos = render_videos(root / "videos", num_videos, seconds=seconds, seed=3)
     broken = root / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 50)
     shards = root / "shards"

@@ -28,7 +28,6 @@ from soundnet_keras.l3.avc_data import (
 from soundnet_keras.l3.synthetic import (
     FREQUENCIES,
     HUES,
-    NOISE_BAND_OCTAVES,
     read_ground_truth,
     render_videos,
     synthetic_clip,
@@ -44,18 +43,23 @@ def synthetic(synthetic_avc: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ content checks
+def _envelope_contrast(signal: np.ndarray, frame: int = 240) -> float:
+    """How far the quietest 5-ms frames of ``signal`` fall below the loudest: the 10th over the 90th percentile of the
+    frames' RMS (about 1 for a steady sound, near 0 for a pulsed one)."""
+    rms = np.sqrt(np.mean(signal[: len(signal) // frame * frame].reshape(-1, frame) ** 2, axis=1))
+    return float(np.percentile(rms, 10) / max(np.percentile(rms, 90), 1e-12))
+
+
 def _audio_class(clip: np.ndarray, rate: int = RATE) -> int:
-    """The class a 1-s clip sounds like: the half-octave band around one of FREQUENCIES with the most energy
-    (colour), and whether that energy sits in one spectral line (a tone: disc) or is spread (noise: square)."""
-    power = np.abs(np.fft.rfft(clip)) ** 2
+    """The class a 1-s clip sounds like: the one of FREQUENCIES with the most energy within a sixth of an octave
+    (colour: the fundamental outweighs every partial), and whether that band's level holds (a steady tone: disc) or
+    drops between pulses (a pulsed tone: square)."""
+    spectrum = np.fft.rfft(clip)
     bins = np.fft.rfftfreq(len(clip), 1 / rate)
-    half = 2 ** (NOISE_BAND_OCTAVES / 2)
-    bands = [(bins > f / half) & (bins < f * half) for f in FREQUENCIES]
-    energy = [power[b].sum() for b in bands]
-    colour = int(np.argmax(energy))
-    band = power[bands[colour]]
-    peak = np.convolve(band, np.ones(11), "same").max() / band.sum()
-    return colour + (0 if peak > 0.5 else len(HUES))
+    bands = [(bins > f / 2 ** (1 / 6)) & (bins < f * 2 ** (1 / 6)) for f in FREQUENCIES]
+    colour = int(np.argmax([np.sum(np.abs(spectrum[b]) ** 2) for b in bands]))
+    fundamental = np.fft.irfft(np.where(bands[colour], spectrum, 0), len(clip))
+    return colour + (0 if _envelope_contrast(fundamental) > 0.3 else len(HUES))
 
 
 def _frame_class(frame: np.ndarray) -> int:
@@ -259,12 +263,14 @@ def _frame_features(frames: np.ndarray) -> np.ndarray:
 
 
 def _audio_features(audio: np.ndarray) -> np.ndarray:
-    """Log energies in 40 log-spaced bands (150 Hz .. 12 kHz), relative to the loudest."""
+    """Log energies in 40 log-spaced bands (150 Hz .. 12 kHz), relative to the loudest, and the log of the clip's
+    envelope contrast (:func:`_envelope_contrast`: steady or pulsed)."""
     power = np.abs(np.fft.rfft(audio, axis=1)) ** 2
     bins = np.fft.rfftfreq(audio.shape[1], 1 / RATE)
     energy = np.stack([power[:, (bins >= lo) & (bins < hi)].sum(axis=1) for lo, hi in itertools.pairwise(BANDS)], 1)
     logs = np.log(energy + 1e-6)
-    return (logs - logs.max(axis=1, keepdims=True)).astype(np.float32)
+    contrast = np.log([[_envelope_contrast(clip) + 1e-3] for clip in audio])
+    return np.concatenate([logs - logs.max(axis=1, keepdims=True), contrast], 1).astype(np.float32)
 
 
 def _features(dataset, count: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -256,3 +256,18 @@ def test_cli_refusals_on_l3_weights(l3_file, short_clips, shared_dir, tmp_path, 
     assert code == 2
     assert "variant 'exact'" in capsys.readouterr().err
     assert issubclass(WeightsError, SoundNetError)
+
+
+def test_the_esc_table_cites_the_paper_of_the_network_benchmarked() -> None:
+    from types import SimpleNamespace
+
+    from soundnet_keras.transfer.esc import format_results
+
+    result = SimpleNamespace(
+        protocol=SimpleNamespace(name="paper-resampled"), fold_accuracy={1: 0.5}, mean_accuracy=0.5
+    )
+    dataset = SimpleNamespace(folds=(1,), esc10=True, name="ESC-10")
+    soundnet, l3 = format_results([result], dataset), format_results([result], dataset, l3=True)
+    assert soundnet.splitlines()[-1] == "(paper, SoundNet-8 pool5 + linear SVM, all 5 folds of ESC-10: 92.2)"
+    assert l3.splitlines()[-1].startswith("(papers: L³-Net audio_pool4 + linear SVM, ESC-50: 79.3; SoundNet-8")
+    assert soundnet.splitlines()[:-1] == l3.splitlines()[:-1]

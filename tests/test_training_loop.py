@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_helpers import SMALL_RUN, kill_after, run_script, synthetic_shards
+from training_helpers import SMALL_RUN, kill_after, one_and_two_replicas, run_script, synthetic_shards
 
 from soundnet_keras.errors import ConfigError
 from soundnet_keras.training.data import held_out_videos, make_dataset, read_manifest
@@ -31,30 +31,10 @@ def _config(shards: Path, folder: Path, **changes):
     return TrainConfig(shards, folder, **{**SMALL_RUN, **changes})
 
 
-REPLICAS_SCRIPT = textwrap.dedent("""
-    import json, sys
-    from pathlib import Path
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from soundnet_keras.training.train import TrainConfig, train
-    from training_helpers import step_losses
-
-    out = {}
-    for name, strategy, devices in (("one", "default", None), ("two", "mirrored", ["/cpu:0", "/cpu:1"])):
-        losses = step_losses()
-        result = train(TrainConfig(Path(sys.argv[1]), Path(sys.argv[2]) / name, arch="soundnet5", steps=2,
-                                   batch_size=4, crop_seconds=3, checkpoint_every=2, seed=11, verbose=0,
-                                   tensorboard=False, strategy=strategy, devices=devices), callbacks=[losses])
-        out[name] = {"losses": losses.losses, "replicas": result.replicas}
-    print(json.dumps(out))
-""")
-
-
 def test_one_and_two_replicas_train_on_the_same_batches(shards: Path, tmp_path: Path) -> None:
-    done = run_script(REPLICAS_SCRIPT, str(shards), str(tmp_path))
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    settings = {"arch": "soundnet5", "steps": 2, "batch_size": 4, "crop_seconds": 3, "checkpoint_every": 2, "seed": 11,
+                "verbose": 0, "tensorboard": False}  # fmt: skip
+    result = one_and_two_replicas(shards, tmp_path, settings)
     assert (result["one"]["replicas"], result["two"]["replicas"]) == (1, 2)
     one, two = result["one"]["losses"][0], result["two"]["losses"][0]
     assert math.isclose(one, two, rel_tol=1e-5), (one, two)  # same weights and the same first global batch

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,33 @@ def run_script(script: str, *args: object, timeout: int = 240) -> subprocess.Com
         timeout=timeout,
         check=False,
     )
+
+
+REPLICAS_SCRIPT = textwrap.dedent("""
+    # train(TrainConfig(SHARDS, OUT / name, **SETTINGS)) on one device, then mirrored over 2 logical CPU devices
+    import json, sys
+    from pathlib import Path
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from soundnet_keras.training.train import TrainConfig, train
+    from training_helpers import step_losses
+
+    out = {}
+    for name, strategy, devices in (("one", "default", None), ("two", "mirrored", ["/cpu:0", "/cpu:1"])):
+        losses = step_losses()
+        config = TrainConfig(Path(sys.argv[1]), Path(sys.argv[2]) / name, strategy=strategy, devices=devices,
+                             **json.loads(sys.argv[3]))
+        result = train(config, callbacks=[losses])
+        history = {key: [float(v) for v in values] for key, values in result.history.items()}
+        out[name] = {"losses": losses.losses, "replicas": result.replicas, "history": history}
+    print(json.dumps(out))
+""")
+
+
+def one_and_two_replicas(shards: Path, folder: Path, settings: dict) -> dict:
+    """``{"one": ..., "two": ...}``: the step losses, replicas and history of ``TrainConfig(shards, ...,
+    **settings)`` trained on one device and mirrored over 2 logical CPU devices, in a fresh Python."""
+    done = run_script(REPLICAS_SCRIPT, str(shards), str(folder), json.dumps(settings))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..files import write_text_atomic
+from ..l3.tables import is_l3
 from .common import (
     ArgumentParser,
     add_cache_arguments,
@@ -84,7 +85,7 @@ def _esc(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         log=lambda message: print(message, file=sys.stderr, flush=True),
     )
-    print(format_results(results, dataset))
+    print(format_results(results, dataset, l3=is_l3(getattr(net, "arch", None))))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.no_plot:

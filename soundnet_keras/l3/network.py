@@ -66,7 +66,10 @@ def build_l3(arch: str = "l3") -> L3Models:
     audio_in = keras.Input(shape=(WINDOW_SAMPLES,), name="audio", dtype="float32")
     frame_in = keras.Input(shape=t.vision_input, name="frame", dtype="float32")
     stages: dict[str, keras.KerasTensor] = {}
-    audio = _subnetwork(LogSpectrogram(name="spectrogram")(audio_in), t.audio, stages, t.batchnorm_momentum)
+    # float32 whatever the global dtype policy: under mixed precision the waveform is not rounded to 16 bits
+    # before the STFT, and the convolutions take the log-spectrogram in their own compute dtype
+    spectrogram = LogSpectrogram(name="spectrogram", dtype="float32")(audio_in)
+    audio = _subnetwork(spectrogram, t.audio, stages, t.batchnorm_momentum)
     vision_stages: dict[str, keras.KerasTensor] = {}
     scaled = keras.layers.Rescaling(2.0, offset=-1.0, name="frame_scaling")(frame_in)
     vision = _subnetwork(scaled, t.vision, vision_stages, t.batchnorm_momentum)

@@ -153,8 +153,8 @@ def _l3_tables(
     )
 
 
-SMALL_BLOCK_WIDTHS = (4, 8, 16, 32)
-SMALL_FUSION_UNITS = 32
+SMALL_BLOCK_WIDTHS = (8, 16, 32, 64)
+SMALL_FUSION_UNITS = 64
 SMALL_FRAME_SIZE = 64
 SMALL_BATCHNORM_MOMENTUM = 0.9
 
@@ -163,8 +163,8 @@ LAYER_TABLES: dict[str, L3Tables] = {
     "l3-small": _l3_tables(SMALL_BLOCK_WIDTHS, SMALL_FUSION_UNITS, SMALL_FRAME_SIZE, SMALL_BATCHNORM_MOMENTUM),
 }
 """``l3`` is the paper's network. ``l3-small`` is a CPU / test configuration of the same structure (same layers,
-kernels, pools and 1-s 48 kHz audio front end) with 16 times fewer channels (4, 8, 16, 32; a 32-d embedding), a
-fusion layer of 32, 64 × 64 frames (:func:`~soundnet_keras.l3.avc_data.make_avc_dataset` resizes the shards'
+kernels, pools and 1-s 48 kHz audio front end) with 8 times fewer channels (8, 16, 32, 64; a 64-d embedding), a
+fusion layer of 64, 64 × 64 frames (:func:`~soundnet_keras.l3.avc_data.make_avc_dataset` resizes the shards'
 frames) and a BatchNorm momentum of 0.9 (moving statistics usable after the few hundred steps of a short run): a
 small fraction of the paper's multiply-adds, for tests and demonstrations, not a model to publish."""
 
